@@ -1,0 +1,1 @@
+"""Reads: visibility, search, taxonomy trees and facet counts."""
