@@ -1,0 +1,96 @@
+"""Read API: search, model detail, taxonomy trees. Thin: validate, call a selector, serialise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from catalog.api.params import SearchParamsSerializer
+from catalog.api.serializers import ModelDetailSerializer, ModelSummarySerializer
+from catalog.models import Alias, ModelVersion
+from catalog.selectors.search import model_search
+from catalog.selectors.taxonomy import UnknownTaxonomyNode, taxonomy_tree
+from catalog.selectors.visibility import models_visible
+from catalog.taxonomy import TAXONOMIES
+
+
+def _page_url(request: Request, page: int) -> str:
+    query = request.query_params.copy()
+    query["page"] = str(page)
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+@extend_schema(
+    parameters=[SearchParamsSerializer],
+    responses={200: ModelSummarySerializer(many=True)},
+    description="Search the catalogue. Tree filters (`modality`, `result`, `domain`) match the "
+    "whole subtree of the node. The response carries `facets`: each tree with counts rolled up "
+    "to parents, over the current result set.",
+)
+@api_view(["GET"])
+def models_list(request: Request) -> Response:
+    params = SearchParamsSerializer(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    try:
+        result = model_search(user=request.user, params=params.search_params())
+    except UnknownTaxonomyNode as exc:
+        raise serializers.ValidationError({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
+    page, size = params.validated_data["page"], params.validated_data["page_size"]
+    rows = list(result.queryset.prefetch_related("latest_version__metrics")[(page - 1) * size : page * size])
+    last_page = max(1, -(-result.total // size))
+    return Response(
+        {
+            "count": result.total,
+            "page": page,
+            "pages": last_page,
+            "next": _page_url(request, page + 1) if page < last_page else None,
+            "previous": _page_url(request, page - 1) if page > 1 else None,
+            "results": ModelSummarySerializer(rows, many=True, context={"request": request}).data,
+            "facets": {
+                **{kind: [n.as_dict() for n in nodes] for kind, nodes in result.facets.items()},
+                "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
+            },
+        }
+    )
+
+
+@extend_schema(responses={200: ModelDetailSerializer})
+@api_view(["GET"])
+def model_detail(request: Request, slug: str) -> Response:
+    versions = ModelVersion.objects.select_related(
+        "base_version__registered_model", "dataset_version"
+    ).prefetch_related("metrics", "variants")
+    model = (
+        models_visible(user=request.user)
+        .select_related("team", "modality", "result_kind", "domain", "latest_version")
+        .prefetch_related(
+            Prefetch("versions", queryset=versions),
+            Prefetch("aliases", queryset=Alias.objects.select_related("version")),
+            "latest_version__metrics",
+        )
+        .filter(slug=slug)
+        .first()
+    )
+    if model is None:
+        # The same answer for "absent" and "private to another team".
+        raise Http404("No model with that slug is visible to you.")
+    return Response(ModelDetailSerializer(model, context={"request": request}).data)
+
+
+@extend_schema(
+    parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(TAXONOMIES))],
+    responses={200: dict},
+)
+@api_view(["GET"])
+def taxonomy(request: Request, kind: str) -> Response:
+    if kind not in TAXONOMIES:
+        raise Http404(f"Unknown taxonomy {kind!r}; use one of {', '.join(TAXONOMIES)}.")
+    tree: list[Any] = [n.as_dict() for n in taxonomy_tree(kind=kind)]
+    return Response({"kind": kind, "nodes": tree})

@@ -1,0 +1,90 @@
+"""Catalogue pages: search with facets, and the model page."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from catalog.api.params import SearchParamsSerializer
+from catalog.models import Alias, ModelVersion
+from catalog.selectors.lineage import version_lineage
+from catalog.selectors.search import SearchParams, model_search
+from catalog.selectors.taxonomy import UnknownTaxonomyNode
+from catalog.selectors.visibility import models_visible, user_can_edit
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def catalog_index(request: HttpRequest) -> HttpResponse:
+    form = SearchParamsSerializer(data=request.GET)
+    errors: dict[str, list[str]] = {}
+    if form.is_valid():
+        params = form.search_params()
+        page = form.validated_data["page"]
+    else:
+        errors = {k: [str(e) for e in v] for k, v in form.errors.items()}
+        params, page = SearchParams(), 1
+    try:
+        result = model_search(user=request.user, params=params)
+    except UnknownTaxonomyNode as exc:
+        errors[exc.kind] = [f"No {exc.kind} node has the path {exc.path!r}."]
+        result = model_search(user=request.user, params=SearchParams(q=params.q))
+    size = settings.CATALOG_PAGE_SIZE
+    rows = result.queryset.prefetch_related("latest_version__metrics")[(page - 1) * size : page * size]
+    pages = max(1, -(-result.total // size))
+    context = {
+        "result": result,
+        "params": result.params,
+        "rows": list(rows),
+        "page": page,
+        "pages": pages,
+        "errors": errors,
+        "facet_titles": {"modality": "Input modality", "result": "Result", "domain": "Domain"},
+    }
+    template = "catalog/index.html#results" if request.htmx else "catalog/index.html"
+    return render(request, template, context)
+
+
+@require_GET
+def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    versions = ModelVersion.objects.select_related(
+        "base_version__registered_model", "dataset_version__dataset"
+    ).prefetch_related("metrics", "variants", "derived_versions__registered_model")
+    model = (
+        models_visible(user=request.user)
+        .select_related("team", "modality__parent__parent", "result_kind__parent", "domain__parent__parent")
+        .prefetch_related(
+            Prefetch("versions", queryset=versions),
+            Prefetch("aliases", queryset=Alias.objects.select_related("version")),
+        )
+        .filter(slug=slug)
+        .first()
+    )
+    if model is None:
+        raise Http404("No model with that slug is visible to you.")
+    all_versions = list(model.versions.all())
+    requested = request.GET.get("version", "")
+    current = next((v for v in all_versions if str(v.version) == requested), None)
+    if current is None:
+        current = next((v for v in all_versions if v.pk == model.latest_version_id), None)
+    if current is None and all_versions:
+        current = all_versions[0]
+    aliases_by_version: dict[int, list[str]] = {}
+    for alias in model.aliases.all():
+        aliases_by_version.setdefault(alias.version_id, []).append(alias.name)
+    return render(
+        request,
+        "catalog/model_detail.html",
+        {
+            "model": model,
+            "versions": all_versions,
+            "current": current,
+            "aliases_by_version": aliases_by_version,
+            "can_edit": user_can_edit(user=request.user, model=model),
+            "lineage": version_lineage(version=current) if current else None,
+        },
+    )
