@@ -46,7 +46,7 @@ class VariantInline(admin.TabularInline):  # type: ignore[type-arg]
     model = m.Variant
     extra = 0
     fields = ["name", "format", "precision", "runtime", "hardware", "status", "latency_p95_ms", "size"]
-    readonly_fields = fields
+    readonly_fields = ["name", "format", "precision", "runtime", "hardware", "status", "latency_p95_ms", "size"]
 
 
 class AliasInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -86,7 +86,16 @@ class ModelVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(m.Variant)
 class VariantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["__str__", "format", "precision", "runtime", "hardware", "status", "latency_p95_ms", "download_count"]
+    list_display = [
+        "__str__",
+        "format",
+        "precision",
+        "runtime",
+        "hardware",
+        "status",
+        "latency_p95_ms",
+        "download_count",
+    ]
     list_filter = ["status", "format", "precision", "runtime", "hardware"]
     raw_id_fields = ["version"]
 

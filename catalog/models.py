@@ -17,9 +17,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 
-slug_path_validator = RegexValidator(
-    r"^[a-z0-9]+(?:-[a-z0-9]+)*$", "Use lowercase letters, digits and single hyphens."
-)
+slug_path_validator = RegexValidator(r"^[a-z0-9]+(?:-[a-z0-9]+)*$", "Use lowercase letters, digits and single hyphens.")
 
 
 class Team(models.Model):
@@ -48,9 +46,7 @@ class TaxonomyNode(models.Model):
     slug = models.SlugField(max_length=60, validators=[slug_path_validator])
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     path = models.CharField(max_length=255, unique=True, editable=False)
     depth = models.PositiveSmallIntegerField(default=0, editable=False)
 
@@ -81,14 +77,15 @@ class TaxonomyNode(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         old_path = None
         if self.pk:
-            old_path = type(self).objects.filter(pk=self.pk).values_list("path", flat=True).first()
+            old_path = type(self)._default_manager.filter(pk=self.pk).values_list("path", flat=True).first()
         self.path = f"{self.parent.path}/{self.slug}" if self.parent else self.slug
         self.depth = self.parent.depth + 1 if self.parent else 0
         with transaction.atomic():
             super().save(*args, **kwargs)
             if old_path and old_path != self.path:
                 # A rename or move re-roots the whole subtree.
-                for child in type(self).objects.filter(parent=self):
+                manager: Any = type(self)._default_manager  # Any: django-stubs trips on abstract self-FKs
+                for child in manager.filter(parent_id=self.pk):
                     child.save()
 
     @classmethod
@@ -143,9 +140,7 @@ class DatasetVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["dataset", "sha256"], name="datasetversion_content")
-        ]
+        constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="datasetversion_content")]
 
     def __str__(self) -> str:
         return f"{self.dataset.name} @{self.sha256[:12]}"
@@ -169,9 +164,7 @@ class RegisteredModel(models.Model):
     summary = models.CharField(max_length=300, blank=True)
     description = models.TextField(blank=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="models")
-    visibility = models.CharField(
-        max_length=10, choices=Visibility.choices, default=Visibility.INTERNAL, db_index=True
-    )
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.INTERNAL, db_index=True)
     modality = models.ForeignKey(Modality, on_delete=models.PROTECT, related_name="models")
     result_kind = models.ForeignKey(ResultKind, on_delete=models.PROTECT, related_name="models")
     domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="models")
@@ -228,9 +221,7 @@ class ModelVersion(models.Model):
         "dataset_version_id",
     )
 
-    registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.CASCADE, related_name="versions"
-    )
+    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     status = models.CharField(
         max_length=12, choices=VersionStatus.choices, default=VersionStatus.PENDING, db_index=True
@@ -241,9 +232,7 @@ class ModelVersion(models.Model):
     framework = models.CharField(max_length=40, default="pytorch")
     weights_sha256 = models.CharField(max_length=64, blank=True)
     weights_size = models.BigIntegerField(null=True, blank=True)
-    files = models.JSONField(
-        default=list, blank=True, help_text='[{"name", "sha256", "size"}] in the artifact store'
-    )
+    files = models.JSONField(default=list, blank=True, help_text='[{"name", "sha256", "size"}] in the artifact store')
     hyperparameters = models.JSONField(default=dict, blank=True)
     parameter_count = models.BigIntegerField(null=True, blank=True)
     # Intake / Result schemas
@@ -262,21 +251,14 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["registered_model", "-version"]
-        constraints = [
-            models.UniqueConstraint(fields=["registered_model", "version"], name="version_number")
-        ]
+        constraints = [models.UniqueConstraint(fields=["registered_model", "version"], name="version_number")]
 
     def __str__(self) -> str:
         return f"{self.registered_model.slug} v{self.version}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk:
-            stored = (
-                type(self)
-                .objects.filter(pk=self.pk)
-                .values("status", *self.IMMUTABLE_FIELDS)
-                .first()
-            )
+            stored = type(self)._default_manager.filter(pk=self.pk).values("status", *self.IMMUTABLE_FIELDS).first()
             if stored and stored["status"] in (VersionStatus.READY, VersionStatus.BELOW_GATE):
                 changed = [f for f in self.IMMUTABLE_FIELDS if stored[f] != getattr(self, f)]
                 if changed:
@@ -308,9 +290,7 @@ class Metric(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["version", "name", "evaluation_dataset", "split"], name="metric_unique"
-            )
+            models.UniqueConstraint(fields=["version", "name", "evaluation_dataset", "split"], name="metric_unique")
         ]
 
     def __str__(self) -> str:
@@ -318,18 +298,14 @@ class Metric(models.Model):
 
 
 class Alias(models.Model):
-    registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.CASCADE, related_name="aliases"
-    )
+    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
     name = models.SlugField(max_length=40)
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "aliases"
-        constraints = [
-            models.UniqueConstraint(fields=["registered_model", "name"], name="alias_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["registered_model", "name"], name="alias_unique")]
 
     def __str__(self) -> str:
         return f"{self.registered_model.slug}@{self.name}"
@@ -360,9 +336,7 @@ class Variant(models.Model):
     hardware = models.CharField(max_length=30, default="cpu")
     opset = models.PositiveSmallIntegerField(null=True, blank=True)
     toolchain = models.CharField(max_length=120, blank=True)
-    status = models.CharField(
-        max_length=10, choices=VariantStatus.choices, default=VariantStatus.PENDING
-    )
+    status = models.CharField(max_length=10, choices=VariantStatus.choices, default=VariantStatus.PENDING)
     status_reason = models.TextField(blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
@@ -376,9 +350,7 @@ class Variant(models.Model):
 
     class Meta:
         ordering = ["version", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["version", "name", "hardware"], name="variant_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["version", "name", "hardware"], name="variant_unique")]
         indexes = [
             models.Index(
                 fields=["version", "status", "runtime", "precision", "hardware"],

@@ -81,9 +81,7 @@ def classification_report(
         recall = float(confusion[k, k] / support) if support else 0.0
         p = precisions[k]
         f1 = 2 * p * recall / (p + recall) if (p + recall) else 0.0
-        per_class.append(
-            {"label": labels[k], "precision": p, "recall": recall, "f1": f1, "support": support}
-        )
+        per_class.append({"label": labels[k], "precision": p, "recall": recall, "f1": f1, "support": support})
         if support or (pred == k).any():
             f1s.append(f1)
             recalls.append(recall)

@@ -31,6 +31,4 @@ def safetensors_header(path: str | Path) -> dict[str, Any]:
 def parameter_count(path: str | Path) -> int:
     """Number of scalar parameters stored in a safetensors file."""
     header = safetensors_header(path)
-    return sum(
-        math.prod(spec["shape"]) for name, spec in header.items() if name != "__metadata__"
-    )
+    return sum(math.prod(spec["shape"]) for name, spec in header.items() if name != "__metadata__")

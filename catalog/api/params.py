@@ -11,8 +11,13 @@ from catalog.selectors.search import SORTS, SearchParams
 
 class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     q = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    modality = serializers.CharField(required=False, allow_blank=True, max_length=255, default="",
-                                     help_text="Slug path; matches the whole subtree, e.g. `image`.")
+    modality = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        default="",
+        help_text="Slug path; matches the whole subtree, e.g. `image`.",
+    )
     result = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     domain = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
     team = serializers.SlugField(required=False, allow_blank=True, default="")
@@ -28,7 +33,9 @@ class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
     def to_internal_value(self, data: Any) -> Any:
         # An empty number field in a form (?min_precision=) means "no bound".
-        cleaned = {k: v for k, v in data.items() if not (k in ("min_precision", "max_p95_ms", "page", "page_size") and v == "")}
+        cleaned = {
+            k: v for k, v in data.items() if not (k in ("min_precision", "max_p95_ms", "page", "page_size") and v == "")
+        }
         return super().to_internal_value(cleaned)
 
     def search_params(self) -> SearchParams:

@@ -15,9 +15,24 @@ class VariantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Variant
         fields = [
-            "id", "name", "format", "precision", "runtime", "hardware", "opset", "toolchain",
-            "status", "status_reason", "sha256", "size", "parity", "latency", "latency_p50_ms",
-            "latency_p95_ms", "hardware_fingerprint", "download_count",
+            "id",
+            "name",
+            "format",
+            "precision",
+            "runtime",
+            "hardware",
+            "opset",
+            "toolchain",
+            "status",
+            "status_reason",
+            "sha256",
+            "size",
+            "parity",
+            "latency",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "hardware_fingerprint",
+            "download_count",
         ]
 
 
@@ -29,15 +44,35 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "version", "status", "family", "framework", "parameter_count", "weights_sha256",
-            "weights_size", "files", "hyperparameters", "input_schema", "output_schema", "labels",
-            "metrics", "variants", "lineage", "code_version", "created_at",
+            "id",
+            "version",
+            "status",
+            "family",
+            "framework",
+            "parameter_count",
+            "weights_sha256",
+            "weights_size",
+            "files",
+            "hyperparameters",
+            "input_schema",
+            "output_schema",
+            "labels",
+            "metrics",
+            "variants",
+            "lineage",
+            "code_version",
+            "created_at",
         ]
 
     def get_metrics(self, obj: ModelVersion) -> list[dict[str, Any]]:
         return [
-            {"name": m.name, "value": m.value, "evaluation_dataset": m.evaluation_dataset,
-             "split": m.split, "samples": m.sample_count}
+            {
+                "name": m.name,
+                "value": m.value,
+                "evaluation_dataset": m.evaluation_dataset,
+                "split": m.split,
+                "samples": m.sample_count,
+            }
             for m in obj.metrics.all()
         ]
 
@@ -46,8 +81,7 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         return {
             "base": {"model": base.registered_model.slug, "version": base.version} if base else None,
             "dataset_version": (
-                {"id": obj.dataset_version_id, "sha256": obj.dataset_version.sha256}
-                if obj.dataset_version else None
+                {"id": obj.dataset_version_id, "sha256": obj.dataset_version.sha256} if obj.dataset_version else None
             ),
         }
 
@@ -66,7 +100,7 @@ def latest_summary(model: RegisteredModel) -> dict[str, Any] | None:
 
 
 class ModelSummarySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     modality = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField()
     domain = serializers.SerializerMethodField()
@@ -76,8 +110,20 @@ class ModelSummarySerializer(serializers.ModelSerializer):  # type: ignore[type-
     class Meta:
         model = RegisteredModel
         fields = [
-            "slug", "name", "summary", "team", "visibility", "modality", "result", "domain",
-            "framework", "precision", "coverage", "latest_version", "url", "created_at",
+            "slug",
+            "name",
+            "summary",
+            "team",
+            "visibility",
+            "modality",
+            "result",
+            "domain",
+            "framework",
+            "precision",
+            "coverage",
+            "latest_version",
+            "url",
+            "created_at",
         ]
 
     def get_modality(self, obj: RegisteredModel) -> dict[str, str]:

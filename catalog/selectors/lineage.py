@@ -34,8 +34,16 @@ def version_lineage(*, version: ModelVersion) -> Lineage:
     columns: list[list[Box]] = []
     base = version.base_version
     if base is not None:
-        columns.append([Box("base", f"{base.registered_model.name}"[:24], f"v{base.version} (base)",
-                            f"/models/{base.registered_model.slug}/?version={base.version}")])
+        columns.append(
+            [
+                Box(
+                    "base",
+                    f"{base.registered_model.name}"[:24],
+                    f"v{base.version} (base)",
+                    f"/models/{base.registered_model.slug}/?version={base.version}",
+                )
+            ]
+        )
     if version.dataset_version is not None:
         dv = version.dataset_version
         columns.append([Box("dataset", dv.dataset.name[:24], f"{dv.rows} rows · {dv.sha256[:8]}", "")])

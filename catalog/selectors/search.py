@@ -95,9 +95,7 @@ def _apply_text(qs: QuerySet[RegisteredModel], q: str) -> tuple[QuerySet[Registe
     # a hit in the name weighs most, as the A/B/C weights do on PostgreSQL.
     rank_parts: Any = Value(0)
     for term in terms:
-        qs = qs.filter(
-            Q(name__icontains=term) | Q(summary__icontains=term) | Q(search_document__icontains=term)
-        )
+        qs = qs.filter(Q(name__icontains=term) | Q(summary__icontains=term) | Q(search_document__icontains=term))
         rank_parts = rank_parts + Case(
             When(name__icontains=term, then=Value(3)),
             When(summary__icontains=term, then=Value(2)),
@@ -137,8 +135,8 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
         if path:
             node = taxonomy_node_get(kind=kind, path=path)
             selected[kind] = node.path
-            subtree = TAXONOMIES[kind].objects.filter(TAXONOMIES[kind].subtree_q(node.path))
-            qs = qs.filter(**{f"{MODEL_FIELD[kind]}_id__in": subtree.values("id")})
+            subtree = TAXONOMIES[kind]._default_manager.filter(TAXONOMIES[kind].subtree_q(node.path))
+            qs = qs.filter(**{f"{MODEL_FIELD[kind]}_id__in": subtree.values("pk")})
     if p.team:
         qs = qs.filter(team__slug=p.team)
     if p.framework:
@@ -165,6 +163,7 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
         total = qs.count()
 
     sort = p.sort if p.sort in SORTS else "relevance"
+    order: list[Any]
     if sort == "relevance" and ranked:
         order = [F("rank").desc(), F("precision").desc(nulls_last=True), "-id"]
     elif sort == "precision":

@@ -34,18 +34,16 @@ class TreeNode:
 
 
 def taxonomy_node_get(*, kind: str, path: str) -> TaxonomyNode:
-    node = TAXONOMIES[kind].objects.filter(path=path.strip("/")).first()
+    node = TAXONOMIES[kind]._default_manager.filter(path=path.strip("/")).first()
     if node is None:
         raise UnknownTaxonomyNode(kind, path)
     return node
 
 
-def taxonomy_tree(
-    *, kind: str, own_counts: dict[int, int] | None = None, selected: str = ""
-) -> list[TreeNode]:
+def taxonomy_tree(*, kind: str, own_counts: dict[int, int] | None = None, selected: str = "") -> list[TreeNode]:
     """The whole tree of ``kind``; with ``own_counts`` (node id → models placed
     exactly there) each node's count rolls up its descendants'."""
-    rows = TAXONOMIES[kind].objects.order_by("path").values_list("id", "path", "slug", "name", "depth")
+    rows = TAXONOMIES[kind]._default_manager.order_by("path").values_list("pk", "path", "slug", "name", "depth")
     by_path: dict[str, TreeNode] = {}
     roots: list[TreeNode] = []
     for node_id, path, slug, name, depth in rows:

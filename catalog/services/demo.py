@@ -138,9 +138,7 @@ def _seed_sklearn_classifier(
     labels = label_names(data)
     train, held = stratified_split(data.target, HOLDOUT, SEED)
     with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
-        fitted = mlp_classifier.fit(
-            data.data[train], data.target[train], labels, Path(tmp), hyperparameters
-        )
+        fitted = mlp_classifier.fit(data.data[train], data.target[train], labels, Path(tmp), hyperparameters)
         probs = mlp_classifier.predict(Path(tmp), data.data[held])
         report = classification_report(data.target[held], probs, labels, threshold=CONFIDENCE)
         files = artifact_files_store(directory=Path(tmp), names=fitted.files)

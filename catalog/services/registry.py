@@ -141,9 +141,7 @@ def metrics_record(
 @transaction.atomic
 def model_version_finish(*, version: ModelVersion, status: str = VersionStatus.READY) -> ModelVersion:
     """Move a pending version to ready (or below_gate/failed); ready is final."""
-    updated = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PENDING).update(
-        status=status
-    )
+    updated = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PENDING).update(status=status)
     version.refresh_from_db()
     if not updated and version.status != status:
         raise ValidationError(f"{version} is already {version.status}.")
@@ -154,20 +152,13 @@ def model_version_finish(*, version: ModelVersion, status: str = VersionStatus.R
 def alias_set(*, registered_model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
     alias = Alias(registered_model=registered_model, name=name, version=version)
     alias.clean()
-    obj, _ = Alias.objects.update_or_create(
-        registered_model=registered_model, name=name, defaults={"version": version}
-    )
+    obj, _ = Alias.objects.update_or_create(registered_model=registered_model, name=name, defaults={"version": version})
     return obj
 
 
 def registered_model_refresh(*, model: RegisteredModel) -> None:
     """Recompute the denormalised search columns from the latest ready version."""
-    latest = (
-        model.versions.filter(status=VersionStatus.READY)
-        .order_by("-version")
-        .prefetch_related("metrics")
-        .first()
-    )
+    latest = model.versions.filter(status=VersionStatus.READY).order_by("-version").prefetch_related("metrics").first()
     model.latest_version = latest
     model.framework = latest.framework if latest else ""
     model.precision = latest.metric(PRECISION_METRIC) if latest else None
@@ -182,6 +173,4 @@ def registered_model_refresh(*, model: RegisteredModel) -> None:
     if latest:
         parts += [latest.family, latest.framework, " ".join(str(label) for label in latest.labels)]
     model.search_document = "\n".join(p for p in parts if p)
-    model.save(
-        update_fields=["latest_version", "framework", "precision", "coverage", "search_document", "updated_at"]
-    )
+    model.save(update_fields=["latest_version", "framework", "precision", "coverage", "search_document", "updated_at"])

@@ -24,17 +24,52 @@ from catalog.models import (
 )
 from catalog.services.taxonomy import taxonomy_load
 
-ARCHS = ["ResNet", "ViT", "BERT", "MiniLM", "DistilBERT", "EfficientNet", "LightGBM-distilled MLP",
-         "Wav2Vec", "UNet", "YOLO", "GraphSAGE", "TCN", "LSTM", "CLIP", "T5", "XLM-R"]
+ARCHS = [
+    "ResNet",
+    "ViT",
+    "BERT",
+    "MiniLM",
+    "DistilBERT",
+    "EfficientNet",
+    "LightGBM-distilled MLP",
+    "Wav2Vec",
+    "UNet",
+    "YOLO",
+    "GraphSAGE",
+    "TCN",
+    "LSTM",
+    "CLIP",
+    "T5",
+    "XLM-R",
+]
 QUALIFIERS = ["tiny", "small", "base", "large", "distilled", "quantised", "multilingual", "robust"]
 TEAMS = ["Search Relevance", "Vision Platform", "Risk Analytics", "Customer Care AI", "Health Research"]
 FRAMEWORKS = ["pytorch", "pytorch", "pytorch", "onnx", "tensorflow"]
-WORDS = ["sentiment", "spam", "intent", "toxicity", "defect", "churn", "fraud", "species", "topic",
-         "language", "emotion", "damage", "tumour", "crop", "anomaly", "demand", "ticket", "priority"]
+WORDS = [
+    "sentiment",
+    "spam",
+    "intent",
+    "toxicity",
+    "defect",
+    "churn",
+    "fraud",
+    "species",
+    "topic",
+    "language",
+    "emotion",
+    "damage",
+    "tumour",
+    "crop",
+    "anomaly",
+    "demand",
+    "ticket",
+    "priority",
+]
 
 
-def catalog_synth(*, count: int, seed: int = 42, batch: int = 5000,
-                  echo: Callable[[str], None] = lambda s: None) -> int:
+def catalog_synth(
+    *, count: int, seed: int = 42, batch: int = 5000, echo: Callable[[str], None] = lambda s: None
+) -> int:
     """Create ``count`` synthetic registered models, each with one ready
     version, metrics and two served variants. Returns the number created."""
     from django.conf import settings
@@ -57,41 +92,71 @@ def catalog_synth(*, count: int, seed: int = 42, batch: int = 5000,
                 word, arch, qual = rng.choice(WORDS), rng.choice(ARCHS), rng.choice(QUALIFIERS)
                 precision = round(rng.uniform(0.55, 0.995), 4)
                 team = rng.choice(teams)
-                models.append(RegisteredModel(
-                    slug=f"synth-{i}",
-                    name=f"{dom.name} {word} {arch} {qual} #{i}",
-                    summary=f"{arch} ({qual}) for {word} {res.name.lower()} on {mod.name.lower()} from {dom.name}.",
-                    team=team,
-                    visibility=Visibility.PRIVATE if rng.random() < 0.2 else Visibility.INTERNAL,
-                    modality=mod, result_kind=res, domain=dom,
-                    framework=rng.choice(FRAMEWORKS),
-                    precision=precision,
-                    coverage=round(rng.uniform(0.5, 1.0), 4),
-                    search_document=f"{team.name}\n{mod.path}\n{res.path}\n{dom.path}\n{word} {arch}",
-                ))
+                models.append(
+                    RegisteredModel(
+                        slug=f"synth-{i}",
+                        name=f"{dom.name} {word} {arch} {qual} #{i}",
+                        summary=f"{arch} ({qual}) for {word} {res.name.lower()} on {mod.name.lower()} from {dom.name}.",
+                        team=team,
+                        visibility=Visibility.PRIVATE if rng.random() < 0.2 else Visibility.INTERNAL,
+                        modality=mod,
+                        result_kind=res,
+                        domain=dom,
+                        framework=rng.choice(FRAMEWORKS),
+                        precision=precision,
+                        coverage=round(rng.uniform(0.5, 1.0), 4),
+                        search_document=f"{team.name}\n{mod.path}\n{res.path}\n{dom.path}\n{word} {arch}",
+                    )
+                )
             RegisteredModel.objects.bulk_create(models, batch_size=1000)
-            versions = [ModelVersion(
-                registered_model=m, version=1, status=VersionStatus.READY, family="synthetic",
-                framework=m.framework, weights_sha256="0" * 64, weights_size=rng.randint(10**6, 10**9),
-                parameter_count=rng.randint(10**5, 10**9), labels=[], hyperparameters={"synthetic": True},
-            ) for m in models]
+            versions = [
+                ModelVersion(
+                    registered_model=m,
+                    version=1,
+                    status=VersionStatus.READY,
+                    family="synthetic",
+                    framework=m.framework,
+                    weights_sha256="0" * 64,
+                    weights_size=rng.randint(10**6, 10**9),
+                    parameter_count=rng.randint(10**5, 10**9),
+                    labels=[],
+                    hyperparameters={"synthetic": True},
+                )
+                for m in models
+            ]
             ModelVersion.objects.bulk_create(versions, batch_size=1000)
-            Metric.objects.bulk_create([
-                Metric(version=v, name=name, value=value, evaluation_dataset="synthetic holdout")
-                for v, m in zip(versions, models, strict=True)
-                for name, value in (("macro_precision", m.precision), ("coverage", m.coverage))
-            ], batch_size=2000)
+            Metric.objects.bulk_create(
+                [
+                    Metric(version=v, name=name, value=value, evaluation_dataset="synthetic holdout")
+                    for v, m in zip(versions, models, strict=True)
+                    for name, value in (("macro_precision", m.precision or 0.0), ("coverage", m.coverage or 0.0))
+                ],
+                batch_size=2000,
+            )
             variants = []
             for v in versions:
                 base = rng.uniform(2, 80)
-                for name, precision, factor in (("onnx-fp32", "fp32", 1.0), ("onnx-int8", "int8", rng.uniform(0.25, 0.6))):
+                for name, numeric, factor in (
+                    ("onnx-fp32", "fp32", 1.0),
+                    ("onnx-int8", "int8", rng.uniform(0.25, 0.6)),
+                ):
                     p50 = base * factor
-                    variants.append(Variant(
-                        version=v, name=name, format="onnx", precision=precision, runtime="onnxruntime",
-                        hardware="cpu", status=VariantStatus.SERVED, sha256="0" * 64, size=v.weights_size,
-                        latency_p50_ms=round(p50, 3), latency_p95_ms=round(p50 * 1.3, 3),
-                        parity={"synthetic": True},
-                    ))
+                    variants.append(
+                        Variant(
+                            version=v,
+                            name=name,
+                            format="onnx",
+                            precision=numeric,
+                            runtime="onnxruntime",
+                            hardware="cpu",
+                            status=VariantStatus.SERVED,
+                            sha256="0" * 64,
+                            size=v.weights_size,
+                            latency_p50_ms=round(p50, 3),
+                            latency_p95_ms=round(p50 * 1.3, 3),
+                            parity={"synthetic": True},
+                        )
+                    )
             Variant.objects.bulk_create(variants, batch_size=2000)
             RegisteredModel.objects.filter(pk__in=[m.pk for m in models]).update(
                 latest_version=Subquery(

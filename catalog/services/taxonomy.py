@@ -29,7 +29,7 @@ def _load_nodes(model: type[TaxonomyNode], nodes: list[dict[str, Any]], parent: 
     total = 0
     for spec in nodes:
         path = f"{parent.path}/{spec['slug']}" if parent else spec["slug"]
-        node = model.objects.filter(path=path).first() or model(slug=spec["slug"], parent=parent)
+        node = model._default_manager.filter(path=path).first() or model(slug=spec["slug"], parent=parent)  # type: ignore[misc]
         node.name = spec["name"]
         node.description = spec.get("description", "")
         node.save()

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.utils.text import slugify
 from rest_framework.authtoken.models import Token
 
@@ -13,7 +14,7 @@ def team_get_or_create(*, name: str) -> Team:
     return team
 
 
-def user_get_or_create(*, username: str) -> AbstractBaseUser:
+def user_get_or_create(*, username: str) -> Any:
     user, created = get_user_model().objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()

@@ -45,7 +45,7 @@ def catalog_index(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "facet_titles": {"modality": "Input modality", "result": "Result", "domain": "Domain"},
     }
-    template = "catalog/index.html#results" if request.htmx else "catalog/index.html"
+    template = "catalog/index.html#results" if request.htmx else "catalog/index.html"  # type: ignore[attr-defined]
     return render(request, template, context)
 
 

@@ -36,9 +36,7 @@ def mean_pool(last_hidden: Any, attention_mask: Any) -> Any:
     return (last_hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def predict(
-    model_dir: Path, texts: list[str], batch_size: int = 64, max_length: int = 256
-) -> np.ndarray:
+def predict(model_dir: Path, texts: list[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
     """Sentence embeddings, shape (len(texts), hidden), unit length."""
     import torch
 
