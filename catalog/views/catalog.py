@@ -12,7 +12,7 @@ from django.views.decorators.vary import vary_on_headers
 from catalog.api.params import SearchParamsSerializer
 from catalog.models import Alias, ModelVersion
 from catalog.selectors.lineage import version_lineage
-from catalog.selectors.search import SearchParams, model_search
+from catalog.selectors.search import model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode
 from catalog.selectors.visibility import models_visible, user_can_edit
 
@@ -22,17 +22,20 @@ from catalog.selectors.visibility import models_visible, user_can_edit
 def catalog_index(request: HttpRequest) -> HttpResponse:
     form = SearchParamsSerializer(data=request.GET)
     errors: dict[str, list[str]] = {}
-    if form.is_valid():
-        params = form.search_params()
-        page = form.validated_data["page"]
-    else:
+    if not form.is_valid():
+        # Keep every valid filter; report the invalid ones beside the results.
         errors = {k: [str(e) for e in v] for k, v in form.errors.items()}
-        params, page = SearchParams(), 1
-    try:
-        result = model_search(user=request.user, params=params)
-    except UnknownTaxonomyNode as exc:
-        errors[exc.kind] = [f"No {exc.kind} node has the path {exc.path!r}."]
-        result = model_search(user=request.user, params=SearchParams(q=params.q))
+        form = SearchParamsSerializer(data={k: v for k, v in request.GET.items() if k not in errors})
+        form.is_valid(raise_exception=True)
+    params, page = form.search_params(), form.validated_data["page"]
+    while True:
+        try:
+            result = model_search(user=request.user, params=params)
+            break
+        except UnknownTaxonomyNode as exc:
+            # Drop the unknown node (one per tree at most) and say so.
+            errors[exc.kind] = [f"No {exc.kind} node has the path {exc.path!r}."]
+            setattr(params, exc.kind, "")
     size = settings.CATALOG_PAGE_SIZE
     rows = result.queryset.prefetch_related("latest_version__metrics")[(page - 1) * size : page * size]
     pages = max(1, -(-result.total // size))
