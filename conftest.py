@@ -19,7 +19,7 @@ BASE_DIR = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
-def _artifact_store(settings: Any, tmp_path: Path) -> Path:
+def artifact_store(settings: Any, tmp_path: Path) -> Path:
     """Every test gets its own, empty filesystem artifact store."""
     root = tmp_path / "artifacts"
     settings.ARTIFACT_TMP_DIR = tmp_path / "tmp"

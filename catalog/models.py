@@ -177,8 +177,8 @@ class RegisteredModel(models.Model):
     precision = models.FloatField(null=True, blank=True, db_index=True)
     coverage = models.FloatField(null=True, blank=True)
     # Extra searchable text (labels, family, team, taxonomy names). On PostgreSQL
-    # a stored generated tsvector column over name/summary/this, with a GIN index,
-    # is added by migration 0002.
+    # trigger-maintained side table (catalog_modelsearch) holds a weighted tsvector over
+    # name/summary/this under a GIN index (migration 0002).
     search_document = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -360,3 +360,11 @@ class Variant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} {self.name} ({self.hardware})"
+
+
+class CatalogState(models.Model):
+    """One row whose ``token`` changes on every catalogue write; processes that
+    keep an in-memory facet index reload it when the token they hold is stale."""
+
+    token = models.CharField(max_length=32)
+    changed_at = models.DateTimeField(auto_now=True)

@@ -43,7 +43,7 @@ def models_list(request: Request) -> Response:
     except UnknownTaxonomyNode as exc:
         raise serializers.ValidationError({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
     page, size = params.validated_data["page"], params.validated_data["page_size"]
-    rows = list(result.queryset.prefetch_related("latest_version__metrics")[(page - 1) * size : page * size])
+    rows = result.page(page, size)
     last_page = max(1, -(-result.total // size))
     return Response(
         {

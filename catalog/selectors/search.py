@@ -6,29 +6,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.db import connection
-from django.db.models import (
-    BooleanField,
-    Case,
-    Count,
-    Exists,
-    F,
-    FloatField,
-    IntegerField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Value,
-    When,
-)
-from django.db.models.expressions import RawSQL
+from django.db.models import Case, IntegerField, Q, Value, When
 
-from catalog.models import RegisteredModel, Team, Variant, VariantStatus
+from catalog.models import RegisteredModel, Team
+from catalog.selectors.facet_index import FacetIndex, facet_index
 from catalog.selectors.taxonomy import TreeNode, taxonomy_node_get, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
-from catalog.taxonomy import MODEL_FIELD, TAXONOMIES
+from catalog.taxonomy import TAXONOMIES
 
 SORTS = ("relevance", "newest", "precision")
+# Columns a result list never shows; not loading them keeps a page cheap.
+LIST_DEFERRED = (
+    "description",
+    "search_document",
+    "latest_version__files",
+    "latest_version__hyperparameters",
+    "latest_version__input_schema",
+    "latest_version__output_schema",
+    "latest_version__labels",
+    "latest_version__description",
+)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -54,14 +53,30 @@ class SearchParams:
 @dataclass
 class SearchResult:
     params: SearchParams
-    queryset: QuerySet[RegisteredModel]
-    total: int
+    user: Any
+    ids: np.ndarray  # every matching model id, in result order
     facets: dict[str, list[TreeNode]] = field(default_factory=dict)
     team_counts: list[tuple[str, str, int]] = field(default_factory=list)
 
+    @property
+    def total(self) -> int:
+        return len(self.ids)
+
+    def rows(self, start: int = 0, stop: int | None = None) -> list[RegisteredModel]:
+        """The models at ``[start:stop]`` of the result order, fully loaded."""
+        wanted = [int(i) for i in self.ids[start:stop]]
+        by_id = {
+            m.pk: m
+            for m in RegisteredModel.objects.filter(visibility_q(self.user), pk__in=wanted)
+            .select_related("team", "modality", "result_kind", "domain", "latest_version")
+            .defer(*LIST_DEFERRED)
+            .prefetch_related("latest_version__metrics")
+        }
+        return [by_id[i] for i in wanted if i in by_id]
+
     def page(self, number: int, size: int) -> list[RegisteredModel]:
         start = (max(number, 1) - 1) * size
-        return list(self.queryset[start : start + size])
+        return self.rows(start, start + size)
 
 
 def _terms(q: str) -> list[str]:
@@ -74,129 +89,145 @@ def _postgres_tsquery(terms: list[str]) -> str:
     return " & ".join(f"{t}:*" for t in terms)
 
 
-def _apply_text(qs: QuerySet[RegisteredModel], q: str) -> tuple[QuerySet[RegisteredModel], bool]:
+# Below this many candidates the text query is restricted to them, so that
+# PostgreSQL ranks only rows that can appear in the result.
+RESTRICT_TEXT_BELOW = 20_000
+
+
+def _text_matches(q: str, candidates: np.ndarray) -> tuple[list[int], list[float]] | None:
+    """Ids and relevance of the models matching every term of ``q`` (None: no terms).
+
+    ``candidates`` are the model ids the other filters left.
+    """
     terms = _terms(q)
     if not terms:
-        return qs, False
+        return None
     if connection.vendor == "postgresql":
-        tsquery = _postgres_tsquery(terms)
-        match = RawSQL(
-            "catalog_registeredmodel.search_vector @@ to_tsquery('english', %s)",
-            [tsquery],
-            output_field=BooleanField(),
+        sql = (
+            "SELECT model_id, ts_rank_cd(document, query) FROM catalog_modelsearch, "
+            "to_tsquery('english', %s) AS query WHERE document @@ query"
         )
-        rank = RawSQL(
-            "ts_rank_cd(catalog_registeredmodel.search_vector, to_tsquery('english', %s))",
-            [tsquery],
-            output_field=FloatField(),
-        )
-        return qs.filter(match).annotate(rank=rank), True
+        args: list[Any] = [_postgres_tsquery(terms)]
+        if len(candidates) < RESTRICT_TEXT_BELOW:
+            sql += " AND model_id = ANY(%s)"
+            args.append([int(i) for i in candidates])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            pairs = cursor.fetchall()
+        return [p[0] for p in pairs], [float(p[1]) for p in pairs]
     # Portable fallback: every term in name, summary or the search document;
     # a hit in the name weighs most, as the A/B/C weights do on PostgreSQL.
-    rank_parts: Any = Value(0)
+    qs = RegisteredModel.objects.all()
+    rank: Any = Value(0)
     for term in terms:
         qs = qs.filter(Q(name__icontains=term) | Q(summary__icontains=term) | Q(search_document__icontains=term))
-        rank_parts = rank_parts + Case(
+        rank = rank + Case(
             When(name__icontains=term, then=Value(3)),
             When(summary__icontains=term, then=Value(2)),
             default=Value(1),
             output_field=IntegerField(),
         )
-    return qs.annotate(rank=rank_parts), True
+    pairs = list(qs.annotate(rank=rank).values_list("id", "rank"))
+    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
 
 
-def _apply_variant_filters(qs: QuerySet[RegisteredModel], p: SearchParams) -> QuerySet[RegisteredModel]:
+def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:
+    """The same rule as ``visibility_q``: internal, or the user's own teams."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return np.ones(len(index.ids), dtype=bool)
+    mask = index.internal.copy()
+    if user is not None and user.is_authenticated:
+        team_ids = list(user.teams.values_list("id", flat=True))
+        if team_ids:
+            mask |= np.isin(index.team, team_ids)
+    return mask
+
+
+def _variant_mask(index: FacetIndex, p: SearchParams) -> np.ndarray | None:
     if not (p.runtime or p.precision or p.hardware or p.max_p95_ms is not None):
-        return qs
+        return None
     # One served variant of the latest version must meet every bound at once.
-    variants = Variant.objects.filter(version=OuterRef("latest_version_id"), status=VariantStatus.SERVED)
+    ok = np.ones(len(index.variant_model), dtype=bool)
+    codes = index.variant_codes
     if p.runtime:
-        variants = variants.filter(runtime=p.runtime)
+        ok &= index.variant_runtime == codes.get(p.runtime)
     if p.precision:
-        variants = variants.filter(precision=p.precision)
+        ok &= index.variant_precision == codes.get(p.precision)
     if p.hardware:
-        variants = variants.filter(hardware=p.hardware)
+        ok &= index.variant_hardware == codes.get(p.hardware)
     if p.max_p95_ms is not None:
-        variants = variants.filter(latency_p95_ms__lte=p.max_p95_ms)
-    return qs.filter(Exists(variants))
+        ok &= index.variant_p95 <= p.max_p95_ms  # nan compares False
+    mask = np.zeros(len(index.ids), dtype=bool)
+    mask[index.variant_model[ok]] = True
+    return mask
 
 
 def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -> SearchResult:
     """Search the models ``user`` may see.
 
+    Tree filters select the node's subtree through the indexed path prefix;
+    free text goes through PostgreSQL's GIN-indexed tsvector (or the portable
+    fallback); the remaining filters, the facet counts and the order are
+    computed on the in-memory facet index.
+
     Raises:
         UnknownTaxonomyNode: a tree filter names no node.
     """
     p = params
-    qs = RegisteredModel.objects.filter(visibility_q(user))
+    index = facet_index()
+    mask = _visible_mask(index, user)
     selected: dict[str, str] = {}
-    for kind in TAXONOMIES:
+    columns = {"modality": index.modality, "result": index.result, "domain": index.domain}
+    for kind, column in columns.items():
         path = getattr(p, kind).strip("/")
         if path:
             node = taxonomy_node_get(kind=kind, path=path)
             selected[kind] = node.path
-            subtree = TAXONOMIES[kind]._default_manager.filter(TAXONOMIES[kind].subtree_q(node.path))
-            qs = qs.filter(**{f"{MODEL_FIELD[kind]}_id__in": subtree.values("pk")})
+            model = TAXONOMIES[kind]
+            subtree = list(model._default_manager.filter(model.subtree_q(node.path)).values_list("pk", flat=True))
+            mask &= np.isin(column, subtree)
     if p.team:
-        qs = qs.filter(team__slug=p.team)
+        team_id = Team.objects.filter(slug=p.team).values_list("id", flat=True).first()
+        mask &= index.team == (team_id if team_id is not None else -1)
     if p.framework:
-        qs = qs.filter(framework=p.framework)
+        mask &= index.framework == index.framework_codes.get(p.framework)
     if p.min_precision is not None:
-        qs = qs.filter(precision__gte=p.min_precision)
-    qs = _apply_variant_filters(qs, p)
-    qs, ranked = _apply_text(qs, p.q)
+        mask &= index.precision >= p.min_precision  # nan compares False
+    variants = _variant_mask(index, p)
+    if variants is not None:
+        mask &= variants
+    rank = np.zeros(len(index.ids), dtype=np.float64)
+    text = _text_matches(p.q, index.ids[mask])
+    if text is not None:
+        text_ids, text_rank = text
+        pos = index.positions(text_ids)
+        hit = np.zeros(len(index.ids), dtype=bool)
+        hit[pos] = True
+        rank[pos] = np.asarray(text_rank, dtype=np.float64)[np.isin(text_ids, index.ids[pos])]
+        mask &= hit
 
+    positions = np.flatnonzero(mask)
     facets: dict[str, list[TreeNode]] = {}
     team_counts: list[tuple[str, str, int]] = []
     if with_facets:
-        own = _facet_counts(qs)
-        total = sum(own["modality"].values())
-        for kind in TAXONOMIES:
-            facets[kind] = taxonomy_tree(kind=kind, own_counts=own[kind], selected=selected.get(kind, ""))
-        teams = dict(Team.objects.values_list("id", "slug"))
-        names = dict(Team.objects.values_list("id", "name"))
+        for kind, column in columns.items():
+            counts = np.bincount(column[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
+            own = {int(i): int(n) for i, n in enumerate(counts) if n}
+            facets[kind] = taxonomy_tree(kind=kind, own_counts=own, selected=selected.get(kind, ""))
+        teams = {t[0]: t for t in Team.objects.values_list("id", "slug", "name")}
+        per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
         team_counts = sorted(
-            ((teams[i], names[i], n) for i, n in own["team"].items() if i in teams),
+            ((teams[i][1], teams[i][2], int(n)) for i, n in enumerate(per_team) if n and i in teams),
             key=lambda t: (-t[2], t[0]),
         )
-    else:
-        total = qs.count()
 
     sort = p.sort if p.sort in SORTS else "relevance"
-    order: list[Any]
-    if sort == "relevance" and ranked:
-        order = [F("rank").desc(), F("precision").desc(nulls_last=True), "-id"]
+    ids = index.ids[positions]
+    precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
+    if sort == "relevance" and text is not None:
+        order = np.lexsort((-ids, -precision, -rank[positions]))
     elif sort == "precision":
-        order = [F("precision").desc(nulls_last=True), "-id"]
+        order = np.lexsort((-ids, -precision))
     else:
-        order = ["-created_at", "-id"]
-    qs = qs.select_related("team", "modality", "result_kind", "domain", "latest_version").order_by(*order)
-    return SearchResult(params=p, queryset=qs, total=total, facets=facets, team_counts=team_counts)
-
-
-def _facet_counts(qs: QuerySet[RegisteredModel]) -> dict[str, dict[int, int]]:
-    """Models per node (not yet rolled up) for each tree, and per team."""
-    columns = {"modality": "modality_id", "result": "result_kind_id", "domain": "domain_id", "team": "team_id"}
-    base = qs.order_by().values(*columns.values())
-    counts: dict[str, dict[int, int]] = {k: {} for k in columns}
-    if connection.vendor == "postgresql":
-        # One scan of the filtered rows for all four facets.
-        sql, params = base.query.sql_with_params()
-        cols = list(columns.values())
-        grouping = ", ".join(f"({c})" for c in cols)
-        select = ", ".join(cols)
-        flags = ", ".join(f"GROUPING({c})" for c in cols)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {select}, {flags}, COUNT(*) FROM ({sql}) AS f GROUP BY GROUPING SETS ({grouping})",
-                params,
-            )
-            for row in cursor.fetchall():
-                values, grouped_out, n = row[:4], row[4:8], row[8]
-                for kind, value, out in zip(columns, values, grouped_out, strict=True):
-                    if not out:
-                        counts[kind][value] = n
-        return counts
-    for kind, column in columns.items():
-        counts[kind] = dict(base.values_list(column).annotate(n=Count("id")).values_list(column, "n"))
-    return counts
+        order = np.lexsort((-ids, -index.created[positions]))
+    return SearchResult(params=p, user=user, ids=ids[order], facets=facets, team_counts=team_counts)

@@ -23,6 +23,7 @@ from catalog.models import (
     Visibility,
 )
 from catalog.services.taxonomy import taxonomy_load
+from catalog.signals import catalog_changed
 
 ARCHS = [
     "ResNet",
@@ -163,6 +164,7 @@ def catalog_synth(
                     ModelVersion.objects.filter(registered_model=OuterRef("pk")).order_by("-version").values("id")[:1]
                 )
             )
+        catalog_changed()  # bulk writes send no signals
         made += n
         echo(f"{made}/{count}")
     return made

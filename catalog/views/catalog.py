@@ -37,12 +37,12 @@ def catalog_index(request: HttpRequest) -> HttpResponse:
             errors[exc.kind] = [f"No {exc.kind} node has the path {exc.path!r}."]
             setattr(params, exc.kind, "")
     size = settings.CATALOG_PAGE_SIZE
-    rows = result.queryset.prefetch_related("latest_version__metrics")[(page - 1) * size : page * size]
+    rows = result.page(page, size)
     pages = max(1, -(-result.total // size))
     context = {
         "result": result,
         "params": result.params,
-        "rows": list(rows),
+        "rows": rows,
         "page": page,
         "pages": pages,
         "errors": errors,

@@ -9,12 +9,27 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def catalogue(make_model: Any) -> None:
-    make_model("Bird photo classifier", modality="image/photo/rgb", result="classification/multiclass",
-               domain="science/biology/ebird", summary="Names the bird species in a photo")
-    make_model("Chest x-ray triage", modality="image/medical/x-ray", result="classification/binary",
-               domain="science/medicine/radiology", summary="Flags abnormal chest radiographs")
-    make_model("Ticket router", modality="text/natural-language/english", result="classification/multiclass",
-               domain="business/support-tickets", summary="Routes support tickets to a queue")
+    make_model(
+        "Bird photo classifier",
+        modality="image/photo/rgb",
+        result="classification/multiclass",
+        domain="science/biology/ebird",
+        summary="Names the bird species in a photo",
+    )
+    make_model(
+        "Chest x-ray triage",
+        modality="image/medical/x-ray",
+        result="classification/binary",
+        domain="science/medicine/radiology",
+        summary="Flags abnormal chest radiographs",
+    )
+    make_model(
+        "Ticket router",
+        modality="text/natural-language/english",
+        result="classification/multiclass",
+        domain="business/support-tickets",
+        summary="Routes support tickets to a queue",
+    )
 
 
 def hits(page: Any) -> list[str]:

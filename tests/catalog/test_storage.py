@@ -18,23 +18,23 @@ from catalog.storage import (
 )
 
 
-def test_put_is_content_addressed_and_deduplicated(_artifact_store: Path) -> None:
+def test_put_is_content_addressed_and_deduplicated(artifact_store: Path) -> None:
     data = b"safetensors bytes" * 1000
     first = artifact_put(io.BytesIO(data))
     second = artifact_put(io.BytesIO(data))
     assert first == second
     assert first.sha256 == hashlib.sha256(data).hexdigest()
     assert first.size == len(data)
-    stored = list(_artifact_store.rglob("*"))
-    assert [p for p in stored if p.is_file()] == [_artifact_store / artifact_key(first.sha256)]
+    stored = list(artifact_store.rglob("*"))
+    assert [p for p in stored if p.is_file()] == [artifact_store / artifact_key(first.sha256)]
     with artifact_open(first.sha256) as fh:
         assert fh.read() == data
 
 
-def test_a_hash_mismatch_stores_nothing(_artifact_store: Path, settings: object) -> None:
+def test_a_hash_mismatch_stores_nothing(artifact_store: Path, settings: object) -> None:
     with pytest.raises(ArtifactIntegrityError):
         artifact_put(io.BytesIO(b"tampered"), expected_sha256="0" * 64)
-    assert not _artifact_store.exists() or not any(p.is_file() for p in _artifact_store.rglob("*"))
+    assert not artifact_store.exists() or not any(p.is_file() for p in artifact_store.rglob("*"))
     assert not any(Path(settings.ARTIFACT_TMP_DIR).iterdir())  # type: ignore[attr-defined]
 
 

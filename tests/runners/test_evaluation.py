@@ -8,14 +8,16 @@ from runners.evaluation import classification_report
 
 def test_metrics_on_a_hand_checked_example() -> None:
     y = [0, 0, 1, 1, 2, 2]
-    probs = np.array([
-        [0.95, 0.03, 0.02],  # 0 → 0, confident
-        [0.20, 0.70, 0.10],  # 0 → 1
-        [0.05, 0.92, 0.03],  # 1 → 1, confident
-        [0.10, 0.80, 0.10],  # 1 → 1
-        [0.01, 0.01, 0.98],  # 2 → 2, confident
-        [0.50, 0.10, 0.40],  # 2 → 0
-    ])
+    probs = np.array(
+        [
+            [0.95, 0.03, 0.02],  # 0 → 0, confident
+            [0.20, 0.70, 0.10],  # 0 → 1
+            [0.05, 0.92, 0.03],  # 1 → 1, confident
+            [0.10, 0.80, 0.10],  # 1 → 1
+            [0.01, 0.01, 0.98],  # 2 → 2, confident
+            [0.50, 0.10, 0.40],  # 2 → 0
+        ]
+    )
     r = classification_report(y, probs, ["a", "b", "c"], threshold=0.9)
     assert r.accuracy == pytest.approx(4 / 6)
     # precision: a 1/2, b 2/3, c 1/1

@@ -22,15 +22,22 @@ def test_fit_learns_saves_safetensors_and_is_deterministic(tmp_path: Path) -> No
     x, y = blobs()
     train, held = stratified_split(y, 0.25, seed=0)
     seen: list[float] = []
-    a = mlp_classifier.fit(x[train], y[train], ["r", "g", "b"], tmp_path / "a", {"epochs": 15, "seed": 3},
-                           progress=lambda p: seen.append(p.loss))
+    a = mlp_classifier.fit(
+        x[train],
+        y[train],
+        ["r", "g", "b"],
+        tmp_path / "a",
+        {"epochs": 15, "seed": 3},
+        progress=lambda p: seen.append(p.loss),
+    )
     b = mlp_classifier.fit(x[train], y[train], ["r", "g", "b"], tmp_path / "b", {"epochs": 15, "seed": 3})
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json", "model.safetensors"]
     assert parameter_count(tmp_path / "a" / "model.safetensors") == a.parameter_count
     assert safetensors_header(tmp_path / "a" / "model.safetensors")["__metadata__"]["family"] == "mlp-classifier"
     assert json.loads((tmp_path / "a" / "config.json").read_text())["labels"] == ["r", "g", "b"]
-    assert seen and seen[-1] < seen[0]
+    assert seen
+    assert seen[-1] < seen[0]
     assert b.loss_history == a.loss_history
     report = classification_report(y[held], mlp_classifier.predict(tmp_path / "a", x[held]), ["r", "g", "b"])
     assert report.macro_precision > 0.95
@@ -40,6 +47,7 @@ def test_stratified_split_keeps_every_class_on_both_sides() -> None:
     y = np.array([0] * 10 + [1] * 2 + [2] * 30)
     train, held = stratified_split(y, 0.2, seed=1)
     assert set(y[train]) == set(y[held]) == {0, 1, 2}
-    assert len(set(train) & set(held)) == 0 and len(train) + len(held) == len(y)
+    assert len(set(train) & set(held)) == 0
+    assert len(train) + len(held) == len(y)
     again = stratified_split(y, 0.2, seed=1)
     assert (again[1] == held).all()

@@ -46,8 +46,11 @@ def test_pagination(client: APIClient, make_model: Any) -> None:
     for i in range(5):
         make_model(f"Model {i}")
     first = client.get("/api/v1/models/", {"page_size": 2, "sort": "newest"}).json()
-    assert first["count"] == 5 and first["pages"] == 3 and len(first["results"]) == 2
-    assert first["previous"] is None and "page=2" in first["next"]
+    assert first["count"] == 5
+    assert first["pages"] == 3
+    assert len(first["results"]) == 2
+    assert first["previous"] is None
+    assert "page=2" in first["next"]
     last = client.get("/api/v1/models/", {"page_size": 2, "page": 3, "sort": "newest"}).json()
     assert [r["slug"] for r in last["results"]] == ["model-0"]
     assert last["next"] is None
@@ -63,7 +66,9 @@ def test_pagination(client: APIClient, make_model: Any) -> None:
         ({"page": "0"}, "page"),
     ],
 )
-def test_bad_parameters_get_a_400_with_a_json_reason(client: APIClient, taxonomy: None, params: dict[str, str], field: str) -> None:
+def test_bad_parameters_get_a_400_with_a_json_reason(
+    client: APIClient, taxonomy: None, params: dict[str, str], field: str
+) -> None:
     response = client.get("/api/v1/models/", params)
     assert response.status_code == 400
     assert field in response.json()

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def slugs(result: Any) -> set[str]:
-    return {m.slug for m in result.queryset}
+    return {m.slug for m in result.rows()}
 
 
 def search(user: Any = None, **kw: Any) -> Any:
@@ -33,10 +33,30 @@ def find(nodes: list[TreeNode], path: str) -> TreeNode:
 @pytest.fixture
 def catalogue(make_model: Any) -> dict[str, Any]:
     return {
-        "encoder": make_model("Sentence encoder", modality="text/natural-language/english", result="embedding/sentence", precision=None),
-        "photo": make_model("Bird photo classifier", modality="image/photo/rgb", result="classification/multiclass", domain="science/biology/ebird", precision=0.95),
-        "xray": make_model("Chest x-ray triage", modality="image/medical/x-ray", result="classification/binary", domain="science/medicine/radiology", precision=0.7),
-        "tabular": make_model("Churn scorer", modality="tabular/numeric", result="classification/binary", domain="business/retail", precision=0.85),
+        "encoder": make_model(
+            "Sentence encoder", modality="text/natural-language/english", result="embedding/sentence", precision=None
+        ),
+        "photo": make_model(
+            "Bird photo classifier",
+            modality="image/photo/rgb",
+            result="classification/multiclass",
+            domain="science/biology/ebird",
+            precision=0.95,
+        ),
+        "xray": make_model(
+            "Chest x-ray triage",
+            modality="image/medical/x-ray",
+            result="classification/binary",
+            domain="science/medicine/radiology",
+            precision=0.7,
+        ),
+        "tabular": make_model(
+            "Churn scorer",
+            modality="tabular/numeric",
+            result="classification/binary",
+            domain="business/retail",
+            precision=0.85,
+        ),
     }
 
 
@@ -84,7 +104,7 @@ def test_facets_follow_the_current_filter(catalogue: dict[str, Any]) -> None:
 
 def test_min_precision_and_sort(catalogue: dict[str, Any]) -> None:
     assert slugs(search(min_precision=0.8)) == {"bird-photo-classifier", "churn-scorer"}
-    ordered = [m.slug for m in search(sort="precision").queryset]
+    ordered = [m.slug for m in search(sort="precision").rows()]
     assert ordered[:3] == ["bird-photo-classifier", "churn-scorer", "chest-x-ray-triage"]
     assert ordered[-1] == "sentence-encoder"  # no precision sorts last
 
@@ -104,7 +124,7 @@ def test_free_text_matches_name_summary_and_labels(make_model: Any) -> None:
 def test_relevance_puts_name_hits_first(make_model: Any) -> None:
     make_model("Generic model", summary="Mentions sentiment in passing")
     make_model("Sentiment classifier", summary="Positive or negative")
-    assert [m.slug for m in search(q="sentiment").queryset][0] == "sentiment-classifier"
+    assert [m.slug for m in search(q="sentiment").rows()][0] == "sentiment-classifier"
 
 
 def test_variant_filters_need_one_variant_meeting_every_bound(make_model: Any) -> None:
@@ -134,13 +154,30 @@ def test_private_models_are_seen_by_their_team_only(make_model: Any, make_team: 
 def test_postgres_uses_a_gin_indexed_tsvector(make_model: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_registeredmodel' AND indexdef ILIKE '%gin%'"
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'catalog_modelsearch' AND indexdef ILIKE '%gin%'"
         )
-        assert "search_vector" in cursor.fetchone()[0]
+        assert "document" in cursor.fetchone()[0]
         cursor.execute("SET enable_seqscan = off")
         cursor.execute(
-            "EXPLAIN SELECT id FROM catalog_registeredmodel WHERE search_vector @@ to_tsquery('english', 'bird:*')"
+            "EXPLAIN SELECT model_id FROM catalog_modelsearch WHERE document @@ to_tsquery('english', 'bird:*')"
         )
         plan = " ".join(row[0] for row in cursor.fetchall())
         cursor.execute("SET enable_seqscan = on")
-    assert "catalog_registeredmodel_search_gin" in plan
+    assert "catalog_modelsearch_gin" in plan
+
+
+def test_the_facet_index_follows_every_write(make_model: Any) -> None:
+    from catalog.models import RegisteredModel
+    from catalog.signals import catalog_changed
+
+    make_model("First")
+    assert slugs(search()) == {"first"}
+    make_model("Second", modality="image/photo")
+    assert slugs(search()) == {"first", "second"}
+    assert slugs(search(modality="image")) == {"second"}
+    # A write from another process (no signal here) that marks the catalogue changed.
+    RegisteredModel.objects.filter(slug="first").update(visibility=Visibility.PRIVATE)
+    catalog_changed()
+    assert slugs(search()) == {"second"}
+    RegisteredModel.objects.filter(slug="second").delete()
+    assert slugs(search()) == set()

@@ -15,12 +15,15 @@ def test_catalogue_page_and_htmx_partial(client: Client, make_model: Any) -> Non
     make_model("Text tagger", modality="text/natural-language")
     page = client.get("/", {"modality": "image"})
     body = page.content.decode()
-    assert "<html" in body and 'id="search-form"' in body
-    assert "Bird classifier" in body and "Text tagger" not in body
+    assert "<html" in body
+    assert 'id="search-form"' in body
+    assert "Bird classifier" in body
+    assert "Text tagger" not in body
     partial = client.get("/", {"q": "tagger"}, HTTP_HX_REQUEST="true")
     fragment = partial.content.decode()
     assert "<html" not in fragment
-    assert "Text tagger" in fragment and "Bird classifier" not in fragment
+    assert "Text tagger" in fragment
+    assert "Bird classifier" not in fragment
     assert 'hx-swap-oob="true"' in fragment  # the form's hidden filters follow
     assert partial["Vary"].count("HX-Request") == 1
 
@@ -35,14 +38,27 @@ def test_bad_filters_show_a_message_not_an_error_page(client: Client, taxonomy: 
 
 
 def test_model_page_shows_the_three_aspects(client: Client, make_model: Any) -> None:
-    make_model("Aspect model", modality="image/photo/rgb", result="classification/binary", domain="science/biology/ebird")
+    make_model(
+        "Aspect model", modality="image/photo/rgb", result="classification/binary", domain="science/biology/ebird"
+    )
     body = client.get("/models/aspect-model/").content.decode()
-    for needle in ('id="artifact"', 'id="intake"', 'id="result"', "Image › Photo › RGB", "Classification › Binary",
-                   "Science › Biology › eBird observations", "mlp-classifier", "macro_precision", 'id="lineage"'):
+    for needle in (
+        'id="artifact"',
+        'id="intake"',
+        'id="result"',
+        "Image › Photo › RGB",
+        "Classification › Binary",
+        "Science › Biology › eBird observations",
+        "mlp-classifier",
+        "macro_precision",
+        'id="lineage"',
+    ):
         assert needle in body
 
 
-def test_private_model_page_is_hidden_from_others(client: Client, make_model: Any, make_team: Any, make_user: Any) -> None:
+def test_private_model_page_is_hidden_from_others(
+    client: Client, make_model: Any, make_team: Any, make_user: Any
+) -> None:
     team_a, team_b = make_team("Team A"), make_team("Team B")
     make_model("Private one", team=team_a, visibility=Visibility.PRIVATE)
     make_user("alice", team_a)
