@@ -8,7 +8,18 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from catalog.models import Alias, CatalogState, Metric, ModelVersion, RegisteredModel, Team, Variant
+from catalog.models import (
+    Alias,
+    CatalogState,
+    Domain,
+    Metric,
+    Modality,
+    ModelVersion,
+    RegisteredModel,
+    ResultKind,
+    Team,
+    Variant,
+)
 
 
 def catalog_changed() -> str:
@@ -25,5 +36,8 @@ def catalog_changed() -> str:
 @receiver([post_save, post_delete], sender=Metric)
 @receiver([post_save, post_delete], sender=Alias)
 @receiver([post_save, post_delete], sender=Team)
+@receiver([post_save, post_delete], sender=Modality)
+@receiver([post_save, post_delete], sender=ResultKind)
+@receiver([post_save, post_delete], sender=Domain)
 def _on_catalog_write(sender: Any, **kwargs: Any) -> None:
     catalog_changed()

@@ -31,8 +31,9 @@ def _page_url(request: Request, page: int) -> str:
     parameters=[SearchParamsSerializer],
     responses={200: ModelSummarySerializer(many=True)},
     description="Search the catalogue. Tree filters (`modality`, `result`, `domain`) match the "
-    "whole subtree of the node. The response carries `facets`: each tree with counts rolled up "
-    "to parents, over the current result set.",
+    "whole subtree of the node. The response carries `facets`: each tree's nodes that hold "
+    "matching models, with counts rolled up to parents, over the current result set. "
+    "`GET /api/v1/taxonomy/{kind}/` lists every node.",
 )
 @api_view(["GET"])
 def models_list(request: Request) -> Response:
@@ -54,7 +55,7 @@ def models_list(request: Request) -> Response:
             "previous": _page_url(request, page - 1) if page > 1 else None,
             "results": ModelSummarySerializer(rows, many=True, context={"request": request}).data,
             "facets": {
-                **{kind: [n.as_dict() for n in nodes] for kind, nodes in result.facets.items()},
+                **{kind: [n.as_dict(prune=True) for n in nodes if n.count] for kind, nodes in result.facets.items()},
                 "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
             },
         }

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catalog.models import CatalogState, RegisteredModel, Variant, VariantStatus
+from catalog.models import CatalogState, RegisteredModel, TaxonomyNode, Team, Variant, VariantStatus
+from catalog.taxonomy import TAXONOMIES
 
 
 @dataclass
@@ -52,6 +53,10 @@ class FacetIndex:
     variant_hardware: np.ndarray
     variant_p95: np.ndarray
     variant_codes: Codes
+    # The small tables a result list shows beside each model, by id.
+    nodes: dict[str, dict[int, TaxonomyNode]] = field(default_factory=dict)
+    node_rows: dict[str, list[tuple[int, str, str, str, int]]] = field(default_factory=dict)
+    teams: dict[int, Team] = field(default_factory=dict)
 
     def positions(self, model_ids: list[int] | np.ndarray) -> np.ndarray:
         """Positions in ``ids`` of the given model ids (unknown ids dropped)."""
@@ -142,4 +147,11 @@ def _load(token: str) -> FacetIndex:
     index.variant_precision = np.fromiter((codes.code(v[2]) for v in variants), dtype=np.int32, count=m)
     index.variant_hardware = np.fromiter((codes.code(v[3]) for v in variants), dtype=np.int32, count=m)
     index.variant_p95 = np.fromiter((np.nan if v[4] is None else v[4] for v in variants), dtype=np.float64, count=m)
+    for kind, model in TAXONOMIES.items():
+        nodes = {n.pk: n for n in model._default_manager.order_by("path")}
+        for node in nodes.values():
+            node.parent = nodes.get(node.parent_id)  # type: ignore[attr-defined]
+        index.nodes[kind] = nodes
+        index.node_rows[kind] = [(n.pk, n.path, n.slug, n.name, n.depth) for n in nodes.values()]
+    index.teams = {t.pk: t for t in Team.objects.all()}
     return index

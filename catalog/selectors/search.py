@@ -10,9 +10,9 @@ import numpy as np
 from django.db import connection
 from django.db.models import Case, IntegerField, Q, Value, When
 
-from catalog.models import RegisteredModel, Team
+from catalog.models import RegisteredModel
 from catalog.selectors.facet_index import FacetIndex, facet_index
-from catalog.selectors.taxonomy import TreeNode, taxonomy_node_get, taxonomy_tree
+from catalog.selectors.taxonomy import TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
 from catalog.taxonomy import TAXONOMIES
 
@@ -55,6 +55,7 @@ class SearchResult:
     params: SearchParams
     user: Any
     ids: np.ndarray  # every matching model id, in result order
+    index: FacetIndex
     facets: dict[str, list[TreeNode]] = field(default_factory=dict)
     team_counts: list[tuple[str, str, int]] = field(default_factory=list)
 
@@ -68,11 +69,20 @@ class SearchResult:
         by_id = {
             m.pk: m
             for m in RegisteredModel.objects.filter(visibility_q(self.user), pk__in=wanted)
-            .select_related("team", "modality", "result_kind", "domain", "latest_version")
+            .select_related("latest_version")
             .defer(*LIST_DEFERRED)
             .prefetch_related("latest_version__metrics")
         }
-        return [by_id[i] for i in wanted if i in by_id]
+        rows = [by_id[i] for i in wanted if i in by_id]
+        # Teams and tree nodes come from the index: joining them costs more
+        # than the whole page otherwise.
+        nodes = self.index.nodes
+        for m in rows:
+            m.team = self.index.teams[m.team_id]
+            m.modality = nodes["modality"][m.modality_id]  # type: ignore[assignment]
+            m.result_kind = nodes["result"][m.result_kind_id]  # type: ignore[assignment]
+            m.domain = nodes["domain"][m.domain_id]  # type: ignore[assignment]
+        return rows
 
     def page(self, number: int, size: int) -> list[RegisteredModel]:
         start = (max(number, 1) - 1) * size
@@ -181,13 +191,16 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
     for kind, column in columns.items():
         path = getattr(p, kind).strip("/")
         if path:
-            node = taxonomy_node_get(kind=kind, path=path)
-            selected[kind] = node.path
             model = TAXONOMIES[kind]
-            subtree = list(model._default_manager.filter(model.subtree_q(node.path)).values_list("pk", flat=True))
-            mask &= np.isin(column, subtree)
+            # The subtree through the indexed path prefix (an empty answer
+            # means the node itself does not exist).
+            subtree = list(model._default_manager.filter(model.subtree_q(path)).values_list("pk", "path"))
+            if not any(node_path == path for _, node_path in subtree):
+                raise UnknownTaxonomyNode(kind, path)
+            selected[kind] = path
+            mask &= np.isin(column, [pk for pk, _ in subtree])
     if p.team:
-        team_id = Team.objects.filter(slug=p.team).values_list("id", flat=True).first()
+        team_id = next((t.pk for t in index.teams.values() if t.slug == p.team), None)
         mask &= index.team == (team_id if team_id is not None else -1)
     if p.framework:
         mask &= index.framework == index.framework_codes.get(p.framework)
@@ -213,11 +226,13 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
         for kind, column in columns.items():
             counts = np.bincount(column[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
             own = {int(i): int(n) for i, n in enumerate(counts) if n}
-            facets[kind] = taxonomy_tree(kind=kind, own_counts=own, selected=selected.get(kind, ""))
-        teams = {t[0]: t for t in Team.objects.values_list("id", "slug", "name")}
+            facets[kind] = taxonomy_tree(
+                kind=kind, own_counts=own, selected=selected.get(kind, ""), rows=index.node_rows[kind]
+            )
+        teams = index.teams
         per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
         team_counts = sorted(
-            ((teams[i][1], teams[i][2], int(n)) for i, n in enumerate(per_team) if n and i in teams),
+            ((teams[i].slug, teams[i].name, int(n)) for i, n in enumerate(per_team) if n and i in teams),
             key=lambda t: (-t[2], t[0]),
         )
 
@@ -230,4 +245,4 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
         order = np.lexsort((-ids, -precision))
     else:
         order = np.lexsort((-ids, -index.created[positions]))
-    return SearchResult(params=p, user=user, ids=ids[order], facets=facets, team_counts=team_counts)
+    return SearchResult(params=p, user=user, ids=ids[order], index=index, facets=facets, team_counts=team_counts)

@@ -24,12 +24,14 @@ class TreeNode:
     selected: bool = False
     children: list[TreeNode] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, *, prune: bool = False) -> dict[str, object]:
+        """Nested dict; with ``prune``, children without models are left out."""
+        children = [c for c in self.children if c.count or not prune]
         return {
             "path": self.path,
             "name": self.name,
             "count": self.count,
-            "children": [c.as_dict() for c in self.children],
+            "children": [c.as_dict(prune=prune) for c in children],
         }
 
 
@@ -40,10 +42,19 @@ def taxonomy_node_get(*, kind: str, path: str) -> TaxonomyNode:
     return node
 
 
-def taxonomy_tree(*, kind: str, own_counts: dict[int, int] | None = None, selected: str = "") -> list[TreeNode]:
+def taxonomy_tree(
+    *,
+    kind: str,
+    own_counts: dict[int, int] | None = None,
+    selected: str = "",
+    rows: list[tuple[int, str, str, str, int]] | None = None,
+) -> list[TreeNode]:
     """The whole tree of ``kind``; with ``own_counts`` (node id → models placed
     exactly there) each node's count rolls up its descendants'."""
-    rows = TAXONOMIES[kind]._default_manager.order_by("path").values_list("pk", "path", "slug", "name", "depth")
+    if rows is None:
+        rows = list(
+            TAXONOMIES[kind]._default_manager.order_by("path").values_list("pk", "path", "slug", "name", "depth")
+        )
     by_path: dict[str, TreeNode] = {}
     roots: list[TreeNode] = []
     for node_id, path, slug, name, depth in rows:
