@@ -82,7 +82,7 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
     total = RegisteredModel.objects.count()
-    print(f"\ncatalogue: {total:,} registered models on PostgreSQL {connection.pg_version}\n")
+    print(f"\ncatalogue: {total:,} registered models on PostgreSQL {connection.pg_version}\n")  # type: ignore[attr-defined]
 
     page = 20
     selector: dict[str, list[float]] = {}
