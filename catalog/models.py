@@ -368,3 +368,69 @@ class CatalogState(models.Model):
 
     token = models.CharField(max_length=32)
     changed_at = models.DateTimeField(auto_now=True)
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    EVALUATING = "evaluating", "Evaluating"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_JOB_STATES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class FineTuneJob(models.Model):
+    """Fine-tune ``base_version`` on ``dataset_version``; produces ``result_version``.
+
+    States: queued → running → evaluating → succeeded | failed | cancelled.
+    A worker claims the job with a conditional UPDATE and keeps ``heartbeat_at``
+    fresh; a job whose heartbeat goes stale (its worker died) is claimed again.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="finetune_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="finetune_jobs")
+    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="finetune_jobs")
+    target_name = models.CharField(max_length=200, help_text="name of the new (or existing) registered model")
+    target_model = models.ForeignKey(
+        RegisteredModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="finetune_jobs"
+    )
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.INTERNAL)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    min_precision = models.FloatField(default=0.0, help_text="quality gate on macro precision")
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    phase = models.CharField(max_length=20, blank=True)
+    progress = models.FloatField(default=0.0)
+    loss_history = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=60, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result_version = models.OneToOneField(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="finetune_job"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"fine-tune job #{self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATES
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:job_detail", args=[self.pk])
