@@ -207,3 +207,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
 }
+
+# --- Datasets and fine-tuning ------------------------------------------------------
+DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=20 * 1024 * 1024)
+DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=200_000)
+DATASET_MAX_TEXT_CHARS = env.int("DATASET_MAX_TEXT_CHARS", default=2_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A running job whose heartbeat is older than this is taken to have lost its
+# worker and is claimed again (by a worker starting or finishing a task).
+FINETUNE_STALE_AFTER_S = env.int("FINETUNE_STALE_AFTER_S", default=120)

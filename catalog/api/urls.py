@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from catalog.api import views
+from catalog.api import finetune, views
 
 app_name = "api"
 
@@ -11,6 +11,10 @@ urlpatterns = [
     path("models/", views.models_list, name="models"),
     path("models/<slug:slug>/", views.model_detail, name="model"),
     path("taxonomy/<str:kind>/", views.taxonomy, name="taxonomy"),
+    path("datasets/", finetune.datasets_create, name="datasets"),
+    path("finetune-jobs/", finetune.finetune_jobs_create, name="finetune_jobs"),
+    path("finetune-jobs/<int:job_id>/", finetune.finetune_job_detail, name="finetune_job"),
+    path("finetune-jobs/<int:job_id>/cancel/", finetune.finetune_job_cancel, name="finetune_job_cancel"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

@@ -43,7 +43,7 @@ def demo_seed(*, echo: Callable[[str], None] = log.info) -> list[RegisteredModel
     counts = taxonomy_load(path=TAXONOMY_FIXTURE)
     echo(f"taxonomy: {counts}")
     made = []
-    for seeder in (_seed_minilm, _seed_digits, _seed_breast_cancer):
+    for seeder in (_seed_minilm, _seed_digits, _seed_breast_cancer, _seed_support_router):
         model = seeder(echo)
         if model is not None:
             made.append(model)
@@ -228,3 +228,50 @@ def _seed_breast_cancer(echo: Callable[[str], None]) -> RegisteredModel | None:
         hyperparameters={"hidden": 32, "epochs": 60, "learning_rate": 0.005, "batch_size": 32, "seed": SEED},
         label_names=lambda d: [str(t) for t in d.target_names],
     )
+
+
+SUPPORT_FIXTURE = Path(settings.BASE_DIR) / "fixtures" / "support_tickets.csv"
+
+
+def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
+    """A fine-tuned MiniLM classifier, made by a real (in-process) fine-tune job,
+    so that a newcomer sees a finished job with its lineage."""
+    slug = "support-ticket-router"
+    if _exists(slug, echo):
+        return None
+    from catalog.models import FineTuneJob, JobStatus, ModelVersion
+    from catalog.services.datasets import dataset_upload
+    from catalog.services.finetune import finetune_execute, finetune_request
+
+    team = team_get_or_create(name="Platform ML")
+    with open(SUPPORT_FIXTURE, "rb") as fh:
+        dataset, _ = dataset_upload(
+            team=team,
+            source=fh,
+            file_name=SUPPORT_FIXTURE.name,
+            name="Support tickets (demo)",
+            domain=Domain.objects.get(path="business/support-tickets"),
+        )
+    base = ModelVersion.objects.get(registered_model__slug="all-minilm-l6-v2", version=1)
+    job = finetune_request(
+        team=team,
+        base_version=base,
+        dataset_version=dataset,
+        name="Support ticket router",
+        hyperparameters={"epochs": 30, "learning_rate": 0.01, "batch_size": 32, "seed": 0},
+        min_precision=0.8,
+        enqueue=False,
+    )
+    done = finetune_execute(job_id=job.pk)
+    if done is None or done.status != JobStatus.SUCCEEDED or done.result_version is None:
+        reason = FineTuneJob.objects.get(pk=job.pk).error
+        echo(f"{slug}: fine-tune job #{job.pk} did not succeed: {reason}")
+        return None
+    version = done.result_version
+    if version.status == "ready":
+        alias_set(registered_model=version.registered_model, name="production", version=version)
+    echo(
+        f"{slug}: fine-tuned v{version.version} by job #{job.pk}: macro precision "
+        f"{done.metrics['macro_precision']:.3f}, coverage {done.metrics['coverage']:.3f}"
+    )
+    return version.registered_model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -11,10 +11,12 @@ from django.views.decorators.vary import vary_on_headers
 
 from catalog.api.params import SearchParamsSerializer
 from catalog.models import Alias, ModelVersion
+from catalog.selectors.jobs import jobs_visible
 from catalog.selectors.lineage import version_lineage
 from catalog.selectors.search import model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode
 from catalog.selectors.visibility import models_visible, user_can_edit
+from catalog.services.finetune import FINETUNABLE_FAMILIES
 
 
 @require_GET
@@ -55,7 +57,7 @@ def catalog_index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     versions = ModelVersion.objects.select_related(
-        "base_version__registered_model", "dataset_version__dataset"
+        "base_version__registered_model", "dataset_version__dataset", "finetune_job"
     ).prefetch_related("metrics", "variants", "derived_versions__registered_model")
     model = (
         models_visible(user=request.user)
@@ -89,5 +91,11 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "aliases_by_version": aliases_by_version,
             "can_edit": user_can_edit(user=request.user, model=model),
             "lineage": version_lineage(version=current) if current else None,
+            "finetunable": bool(request.user.is_authenticated and current and current.family in FINETUNABLE_FAMILIES),
+            "jobs": list(
+                jobs_visible(user=request.user).filter(
+                    Q(base_version__registered_model=model) | Q(result_version__registered_model=model)
+                )[:20]
+            ),
         },
     )

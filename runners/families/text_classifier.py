@@ -267,10 +267,7 @@ def fit(
     eval_started = time.perf_counter()
     encoder.eval()
     with torch.inference_mode():
-        if cached is not None:
-            held_features = cached[len(train_idx) :]
-        else:
-            held_features = encode(held_idx, "evaluate")
+        held_features = cached[len(train_idx) :] if cached is not None else encode(held_idx, "evaluate")
         probs = torch.softmax(head(held_features), dim=1).cpu().numpy()
     evaluation = classification_report(y[held_idx], probs, names, threshold=p.confidence_threshold)
     seconds["evaluate"] = time.perf_counter() - eval_started

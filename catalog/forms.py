@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from catalog.models import Domain, Visibility
+
+
+class FineTuneForm(forms.Form):
+    base = forms.ChoiceField(label="Base model", help_text="A pretrained encoder or an earlier text classifier.")
+    name = forms.CharField(
+        max_length=200,
+        label="New model name",
+        help_text="A new model, or a new version of your team's model of that name.",
+    )
+    file = forms.FileField(
+        label="Labelled data (CSV or JSONL)", help_text="One example per row, with a text column and a label column."
+    )
+    dataset_name = forms.CharField(
+        max_length=200, required=False, label="Dataset name", help_text="Defaults to the file name."
+    )
+    text_column = forms.CharField(max_length=100, initial="text")
+    label_column = forms.CharField(max_length=100, initial="label")
+    domain = forms.ModelChoiceField(
+        queryset=Domain.objects.all(),
+        required=False,
+        to_field_name="path",
+        help_text="What the data is about; defaults to the base model's domain.",
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=200, initial=10)
+    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=5e-3, label="Head learning rate")
+    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
+    max_length = forms.IntegerField(min_value=8, max_value=512, initial=128, label="Max tokens")
+    unfreeze_layers = forms.IntegerField(
+        min_value=0, max_value=48, initial=0, label="Unfrozen encoder layers", help_text="0 trains the new head only."
+    )
+    encoder_learning_rate = forms.FloatField(
+        min_value=1e-7, max_value=1e-2, initial=3e-5, label="Encoder learning rate"
+    )
+    holdout = forms.FloatField(min_value=0.05, max_value=0.5, initial=0.2, label="Held-out share")
+    seed = forms.IntegerField(min_value=0, initial=0)
+    min_precision = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        initial=0.0,
+        label="Quality gate",
+        help_text="Minimum held-out macro precision for the version to be ready.",
+    )
+    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.INTERNAL)
+
+    HYPERPARAMETERS = (
+        "epochs",
+        "learning_rate",
+        "batch_size",
+        "max_length",
+        "unfreeze_layers",
+        "encoder_learning_rate",
+        "holdout",
+        "seed",
+    )
+
+    def __init__(self, *args: Any, base_choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["base"].choices = base_choices
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}

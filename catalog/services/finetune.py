@@ -1,0 +1,351 @@
+"""Fine-tune jobs: request, claim, progress, registration, cancel, recovery.
+
+A job is claimed with a conditional UPDATE (only a queued job, or a running
+one whose heartbeat went stale because its worker died), so two workers never
+train the same job at once; the result version is registered under a row lock
+and linked one-to-one to the job, so a job yields exactly one version however
+often it is delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog.models import (
+    DatasetVersion,
+    FineTuneJob,
+    JobStatus,
+    ModelVersion,
+    RegisteredModel,
+    ResultKind,
+    Team,
+    VersionStatus,
+)
+from catalog.services.registry import (
+    artifact_files_store,
+    metrics_record,
+    model_version_create,
+    model_version_finish,
+    registered_model_create,
+)
+from catalog.storage import artifact_materialize
+
+log = logging.getLogger(__name__)
+
+FINETUNABLE_FAMILIES = ("sentence-encoder", "text-classifier")
+ACTIVE = (JobStatus.RUNNING, JobStatus.EVALUATING)
+
+
+def code_version() -> str:
+    """The exact training code, as a digest of the runner's source."""
+    from runners.families import text_classifier
+
+    digest = hashlib.sha256(Path(text_classifier.__file__).read_bytes()).hexdigest()[:12]
+    return f"runners.families.text_classifier@{digest}"
+
+
+def finetune_request(
+    *,
+    team: Team,
+    base_version: ModelVersion,
+    dataset_version: DatasetVersion,
+    name: str,
+    hyperparameters: dict[str, Any] | None = None,
+    min_precision: float = 0.0,
+    visibility: str = "internal",
+    user: Any = None,
+    enqueue: bool = True,
+) -> FineTuneJob:
+    """Create a queued job and enqueue it on the ``finetune`` queue on commit.
+
+    Raises:
+        ValidationError: with a field → message dict.
+    """
+    from runners.families.text_classifier import FitParams
+
+    errors: dict[str, str] = {}
+    if base_version.family not in FINETUNABLE_FAMILIES:
+        errors["base"] = (
+            f"{base_version} is a {base_version.family!r} model; fine-tuning needs one of "
+            f"{', '.join(FINETUNABLE_FAMILIES)}."
+        )
+    elif base_version.status != VersionStatus.READY:
+        errors["base"] = f"{base_version} is {base_version.status}, not ready."
+    if dataset_version.dataset.team_id != team.pk:
+        errors["dataset"] = "The dataset belongs to another team."
+    try:
+        params = FitParams.from_dict(hyperparameters)
+    except ValueError as exc:
+        errors["hyperparameters"] = str(exc)
+    if not 0.0 <= min_precision <= 1.0:
+        errors["min_precision"] = "The quality gate is a macro precision between 0 and 1."
+    slug = slugify(name)
+    target = None
+    if not slug:
+        errors["name"] = "Give the new model a name with letters or digits."
+    else:
+        target = RegisteredModel.objects.filter(slug=slug).first()
+        if target is not None and target.team_id != team.pk:
+            errors["name"] = f"The name {name!r} is taken by another team's model."
+    if errors:
+        raise ValidationError(errors)
+    job = FineTuneJob.objects.create(
+        team=team,
+        created_by=user if user is not None and user.is_authenticated else None,
+        base_version=base_version,
+        dataset_version=dataset_version,
+        target_name=name,
+        target_model=target,
+        visibility=visibility,
+        hyperparameters=params.as_dict(),
+        min_precision=min_precision,
+        log=f"{timezone.now():%H:%M:%S} queued: {base_version} on {dataset_version}\n",
+    )
+    if enqueue:
+        transaction.on_commit(lambda: finetune_enqueue(job_id=job.pk))
+    return job
+
+
+def finetune_enqueue(*, job_id: int) -> None:
+    from catalog.tasks import finetune_run
+
+    result = finetune_run.delay(job_id)
+    FineTuneJob.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=result.id)
+
+
+def _stale_before() -> Any:
+    return timezone.now() - timedelta(seconds=settings.FINETUNE_STALE_AFTER_S)
+
+
+def job_claim(*, job_id: int) -> FineTuneJob | None:
+    """Take the job for this worker; None when it is not ours to run."""
+    now = timezone.now()
+    claimable = Q(status=JobStatus.QUEUED) | Q(status__in=ACTIVE, heartbeat_at__lt=_stale_before())
+    claimed = FineTuneJob.objects.filter(claimable, pk=job_id).update(
+        status=JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), now),
+        phase="starting",
+    )
+    if claimed != 1:
+        return None
+    return FineTuneJob.objects.select_related("base_version__registered_model", "dataset_version__dataset").get(
+        pk=job_id
+    )
+
+
+def job_log(*, job: FineTuneJob, line: str) -> None:
+    stamped = f"{timezone.now():%H:%M:%S} {line}\n"
+    job.log += stamped
+    FineTuneJob.objects.filter(pk=job.pk).update(log=F("log") + stamped)
+
+
+class ProgressRecorder:
+    """Collects the runner's progress and writes it (with the heartbeat) at
+    most every ``interval`` seconds; reads the cancel flag at the same time."""
+
+    WEIGHTS = {"features": (0.0, 0.25), "train": (0.25, 0.70), "evaluate": (0.95, 0.04)}
+    MAX_POINTS = 2000
+
+    def __init__(self, job: FineTuneJob, interval: float = 0.5) -> None:
+        self.job = job
+        self.interval = interval
+        self.losses: list[list[float]] = []
+        self.progress = 0.0
+        self.phase = "starting"
+        self.cancel = False
+        self.last_write = 0.0
+        self.epoch = -1
+
+    def __call__(self, p: Any) -> None:
+        start, span = self.WEIGHTS.get(p.phase, (0.0, 1.0))
+        self.progress = min(0.99, start + span * (p.step / max(p.total_steps, 1)))
+        self.phase = p.phase
+        if p.loss is not None:
+            self.losses.append([p.step, round(p.loss, 5)])
+        if p.phase == "train" and p.epoch != self.epoch:
+            self.epoch = p.epoch
+            job_log(job=self.job, line=f"epoch {p.epoch + 1}")
+        if time.monotonic() - self.last_write >= self.interval:
+            self.flush()
+
+    def history(self) -> list[list[float]]:
+        if len(self.losses) <= self.MAX_POINTS:
+            return self.losses
+        stride = len(self.losses) / self.MAX_POINTS
+        return [self.losses[int(i * stride)] for i in range(self.MAX_POINTS)] + [self.losses[-1]]
+
+    def flush(self) -> None:
+        self.last_write = time.monotonic()
+        FineTuneJob.objects.filter(pk=self.job.pk).update(
+            progress=self.progress, phase=self.phase, loss_history=self.history(), heartbeat_at=timezone.now()
+        )
+        self.cancel = FineTuneJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+
+    def should_stop(self) -> bool:
+        return self.cancel
+
+
+def finetune_execute(*, job_id: int) -> FineTuneJob | None:
+    """Run a job end to end in this process (a Celery task calls this)."""
+    from runners.families import text_classifier
+
+    job = job_claim(job_id=job_id)
+    if job is None:
+        log.info("job %s: not claimable (done, running elsewhere or missing)", job_id)
+        return None
+    job_log(job=job, line=f"attempt {job.attempts} on {socket.gethostname()}")
+    recorder = ProgressRecorder(job)
+    try:
+        params = text_classifier.FitParams.from_dict(job.hyperparameters)
+        with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
+            base_dir = artifact_materialize(job.base_version.files, Path(tmp) / "base")
+            from catalog.services.datasets import dataset_load
+
+            data = dataset_load(version=job.dataset_version)
+            job_log(
+                job=job,
+                line=f"training on {len(data.texts)} rows, {len(data.label_counts)} labels, "
+                f"{params.unfreeze_layers} unfrozen layer(s)",
+            )
+            result = text_classifier.fit(
+                base_dir,
+                data.texts,
+                data.labels,
+                Path(tmp) / "out",
+                params,
+                progress=recorder,
+                should_stop=recorder.should_stop,
+            )
+            recorder.flush()
+            FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.EVALUATING, phase="registering")
+            job_log(
+                job=job,
+                line=f"evaluated on {result.holdout_rows} held-out rows: macro precision "
+                f"{result.report.macro_precision:.3f}, coverage {result.report.coverage:.3f} "
+                f"({result.device}, {result.seconds.get('total', 0):.1f} s)",
+            )
+            version = finetune_register(job=job, result=result, history=recorder.history())
+        job_log(job=job, line=f"registered {version} ({version.status})")
+    except text_classifier.Cancelled:
+        FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
+        job_log(job=job, line="cancelled")
+    except Exception as exc:  # a failed job keeps a readable reason
+        log.exception("job %s failed", job.pk)
+        FineTuneJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+        job_log(job=job, line=f"failed: {type(exc).__name__}: {exc}")
+    job.refresh_from_db()
+    return job
+
+
+def finetune_register(*, job: FineTuneJob, result: Any, history: list[list[float]]) -> ModelVersion:
+    """Store the trained files and register the one version of this job."""
+    files = artifact_files_store(directory=result.output_dir, names=result.files)
+    report = result.report
+    with transaction.atomic():
+        locked = FineTuneJob.objects.select_for_update().get(pk=job.pk)
+        if locked.result_version_id:
+            return locked.result_version  # type: ignore[return-value]
+        base_model = job.base_version.registered_model
+        model = RegisteredModel.objects.filter(slug=slugify(job.target_name), team=job.team).first()
+        if model is None:
+            kind = "classification/binary" if len(result.labels) == 2 else "classification/multiclass"
+            dataset = job.dataset_version.dataset
+            model = registered_model_create(
+                name=job.target_name,
+                team=job.team,
+                visibility=job.visibility,
+                modality=base_model.modality,
+                result_kind=ResultKind.objects.get(path=kind),
+                domain=dataset.domain or base_model.domain,
+                summary=f"Classifies text into {', '.join(result.labels[:6])}"
+                + ("…" if len(result.labels) > 6 else "")
+                + f"; fine-tuned from {base_model.name} on {dataset.name}.",
+            )
+        version = model_version_create(
+            registered_model=model,
+            family="text-classifier",
+            framework="pytorch",
+            files=files,
+            hyperparameters=result.params,
+            parameter_count=result.parameter_count,
+            input_schema={"type": "text", "max_tokens": result.params["max_length"]},
+            output_schema={"type": "probabilities", "classes": len(result.labels), "labels": result.labels},
+            labels=result.labels,
+            base_version=job.base_version,
+            dataset_version=job.dataset_version,
+            code_version=code_version(),
+        )
+        metrics_record(
+            version=version,
+            metrics=report.headline(),
+            evaluation_dataset=f"{job.dataset_version.dataset.name} (held-out {result.params['holdout']:.0%}, "
+            f"seed {result.params['seed']})",
+            evaluation_dataset_version=job.dataset_version,
+            sample_count=report.samples,
+        )
+        passed = report.macro_precision >= job.min_precision
+        model_version_finish(version=version, status=VersionStatus.READY if passed else VersionStatus.BELOW_GATE)
+        FineTuneJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.SUCCEEDED,
+            result_version=version,
+            target_model=model,
+            metrics=report.headline(),
+            evaluation=report.as_dict(),
+            loss_history=history,
+            progress=1.0,
+            phase="done",
+            finished_at=timezone.now(),
+        )
+    return version
+
+
+def job_cancel(*, job: FineTuneJob) -> FineTuneJob:
+    """Cancel a queued job now, or ask a running one to stop at its next step."""
+    if FineTuneJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), cancel_requested=True
+    ):
+        job_log(job=job, line="cancelled before it started")
+    elif FineTuneJob.objects.filter(pk=job.pk, status__in=ACTIVE).update(cancel_requested=True):
+        job_log(job=job, line="cancel requested; stopping at the next step")
+    job.refresh_from_db()
+    return job
+
+
+def finetune_requeue_stale(*, include_queued: bool = False) -> list[int]:
+    """Enqueue again the jobs whose worker died (stale heartbeat), and with
+    ``include_queued`` the queued jobs old enough that their message may be
+    lost. A second delivery is harmless: only one claim can succeed."""
+    stale = _stale_before()
+    requeued = []
+    for job_id in FineTuneJob.objects.filter(status__in=ACTIVE, heartbeat_at__lt=stale).values_list("pk", flat=True):
+        if FineTuneJob.objects.filter(pk=job_id, status__in=ACTIVE, heartbeat_at__lt=stale).update(
+            status=JobStatus.QUEUED
+        ):
+            requeued.append(job_id)
+    if include_queued:
+        requeued += list(
+            FineTuneJob.objects.filter(status=JobStatus.QUEUED, created_at__lt=stale).values_list("pk", flat=True)
+        )
+    for job_id in requeued:
+        log.warning("job %s: re-enqueued (its worker stopped answering)", job_id)
+        finetune_enqueue(job_id=job_id)
+    return requeued

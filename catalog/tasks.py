@@ -1,0 +1,38 @@
+"""Thin Celery entry points: load by id, call a service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import task_postrun, worker_ready
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="catalog.tasks.finetune_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def finetune_run(job_id: int) -> None:
+    from catalog.services.finetune import finetune_execute
+
+    finetune_execute(job_id=job_id)
+
+
+@worker_ready.connect
+def _recover_on_start(**kwargs: Any) -> None:
+    from catalog.services.finetune import finetune_requeue_stale
+
+    try:
+        finetune_requeue_stale(include_queued=True)
+    except Exception:  # a worker must start even if the database is not ready yet
+        log.exception("could not look for stale jobs")
+
+
+@task_postrun.connect
+def _recover_after_task(**kwargs: Any) -> None:
+    from catalog.services.finetune import finetune_requeue_stale
+
+    try:
+        finetune_requeue_stale()
+    except Exception:
+        log.exception("could not look for stale jobs")
