@@ -136,3 +136,57 @@ def make_model(taxonomy: None, make_team: Callable[..., Any]) -> Callable[..., A
         return model
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (MiniLM's architecture and tokenizer), made once."""
+    from runners.testing import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_encoder(make_model: Callable[..., Any], tiny_bert_dir: Path, make_team: Callable[..., Any]) -> Any:
+    """A ready ``sentence-encoder`` version whose files are the tiny BERT."""
+    from catalog.models import Domain, Modality, ResultKind, Visibility
+    from catalog.services.registry import (
+        artifact_files_store,
+        model_version_create,
+        model_version_finish,
+        registered_model_create,
+    )
+
+    model = registered_model_create(
+        name="Tiny encoder",
+        team=make_team("Team A"),
+        visibility=Visibility.INTERNAL,
+        modality=Modality.objects.get(path="text/natural-language/english"),
+        result_kind=ResultKind.objects.get(path="embedding/sentence"),
+        domain=Domain.objects.get(path="general/wikipedia"),
+    )
+    names = sorted(p.name for p in tiny_bert_dir.iterdir() if p.is_file())
+    version = model_version_create(
+        registered_model=model,
+        family="sentence-encoder",
+        files=artifact_files_store(directory=tiny_bert_dir, names=names),
+    )
+    return model_version_finish(version=version)
+
+
+def ticket_csv(n: int = 120, seed: int = 3) -> bytes:
+    import csv
+    import io
+
+    from runners.synthetic_text import support_tickets
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["text", "label"])
+    writer.writerows(support_tickets(n, seed=seed))
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def tickets_csv() -> bytes:
+    return ticket_csv()

@@ -38,7 +38,7 @@ def version_lineage(*, version: ModelVersion) -> Lineage:
             [
                 Box(
                     "base",
-                    f"{base.registered_model.name}"[:21],
+                    f"{base.registered_model.name}"[:19],
                     f"v{base.version} (base)",
                     f"/models/{base.registered_model.slug}/?version={base.version}",
                 )
@@ -46,11 +46,11 @@ def version_lineage(*, version: ModelVersion) -> Lineage:
         )
     if version.dataset_version is not None:
         dv = version.dataset_version
-        columns.append([Box("dataset", dv.dataset.name[:21], f"{dv.rows} rows · {dv.sha256[:8]}", "")])
+        columns.append([Box("dataset", dv.dataset.name[:19], f"{dv.rows} rows · {dv.sha256[:8]}", "")])
     job = getattr(version, "finetune_job", None)
     if job is not None:
         columns.append([Box("job", f"Fine-tune job #{job.pk}", job.status, f"/jobs/{job.pk}/")])
-    columns.append([Box("version", version.registered_model.name[:21], f"v{version.version} · {version.status}", "")])
+    columns.append([Box("version", version.registered_model.name[:19], f"v{version.version} · {version.status}", "")])
     variants = [v for v in version.variants.all()]
     if variants:
         columns.append([Box("variant", v.name, v.status, "") for v in variants])

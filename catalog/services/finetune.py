@@ -13,6 +13,7 @@ import hashlib
 import logging
 import socket
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import F, Q, TextField, Value
+from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -153,7 +154,30 @@ def job_claim(*, job_id: int) -> FineTuneJob | None:
 def job_log(*, job: FineTuneJob, line: str) -> None:
     stamped = f"{timezone.now():%H:%M:%S} {line}\n"
     job.log += stamped
-    FineTuneJob.objects.filter(pk=job.pk).update(log=F("log") + stamped)
+    FineTuneJob.objects.filter(pk=job.pk).update(log=Concat(F("log"), Value(stamped), output_field=TextField()))
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the job's heartbeat fresh while this process works on it — through
+    imports, downloads from the store and long steps alike. If the process
+    dies, so does the thread, and the job goes stale."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.job_id = job_id
+        self.interval = max(0.5, settings.FINETUNE_STALE_AFTER_S / 4)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.interval):
+                FineTuneJob.objects.filter(pk=self.job_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
 
 
 class ProgressRecorder:
@@ -212,6 +236,8 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         return None
     job_log(job=job, line=f"attempt {job.attempts} on {socket.gethostname()}")
     recorder = ProgressRecorder(job)
+    heartbeat = Heartbeat(job.pk)
+    heartbeat.start()
     try:
         params = text_classifier.FitParams.from_dict(job.hyperparameters)
         with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
@@ -252,6 +278,8 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
             status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
         )
         job_log(job=job, line=f"failed: {type(exc).__name__}: {exc}")
+    finally:
+        heartbeat.stop()
     job.refresh_from_db()
     return job
 

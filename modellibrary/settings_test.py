@@ -1,0 +1,20 @@
+"""Settings for the test suite: the embedded defaults under a fresh temporary
+folder (database file, broker folder, artifacts), so that a test run never
+touches ``var/`` and a worker process started by a test shares that folder
+(the variable is inherited)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("MODELLIBRARY_VAR_DIR", tempfile.mkdtemp(prefix="modellibrary-test-"))
+
+from modellibrary.settings import *  # noqa: E402,F403
+from modellibrary.settings import DATABASES, VAR_DIR  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so that a Celery worker process can open it too.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
