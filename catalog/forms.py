@@ -28,8 +28,14 @@ class FineTuneForm(forms.Form):
         to_field_name="path",
         help_text="What the data is about; defaults to the base model's domain.",
     )
-    epochs = forms.IntegerField(min_value=1, max_value=200, initial=10)
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=5e-3, label="Head learning rate")
+    epochs = forms.IntegerField(min_value=1, max_value=200, initial=20)
+    learning_rate = forms.FloatField(
+        min_value=1e-6,
+        max_value=1.0,
+        initial=3e-2,
+        label="Head learning rate",
+        help_text="Peak rate; it decays to zero on a cosine.",
+    )
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
     max_length = forms.IntegerField(min_value=8, max_value=512, initial=128, label="Max tokens")
     unfreeze_layers = forms.IntegerField(

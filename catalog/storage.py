@@ -148,7 +148,12 @@ def artifact_materialize(files: list[dict[str, object]], dest: Path) -> Path:
         target = dest / name
         local = artifact_local_path(str(entry["sha256"]))
         if local is not None:
-            shutil.copyfile(local, target)
+            try:
+                # Same filesystem: a hard link costs nothing; blobs are never
+                # written in place, so the link cannot change under a reader.
+                os.link(local, target)
+            except OSError:
+                shutil.copyfile(local, target)
         else:
             with artifact_open(str(entry["sha256"])) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, CHUNK)

@@ -258,7 +258,7 @@ def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
         base_version=base,
         dataset_version=dataset,
         name="Support ticket router",
-        hyperparameters={"epochs": 30, "learning_rate": 0.01, "batch_size": 32, "seed": 0},
+        hyperparameters={"epochs": 60, "learning_rate": 0.03, "batch_size": 32, "seed": 0},
         min_precision=0.8,
         enqueue=False,
     )

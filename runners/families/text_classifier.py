@@ -36,8 +36,8 @@ class Cancelled(Exception):
 
 @dataclass
 class FitParams:
-    epochs: int = 10
-    learning_rate: float = 5e-3  # the head's
+    epochs: int = 20
+    learning_rate: float = 3e-2  # the head's peak; both rates decay on a cosine
     encoder_learning_rate: float = 3e-5  # unfrozen encoder layers'
     batch_size: int = 32
     max_length: int = 128
@@ -226,6 +226,10 @@ def fit(
     if unfrozen:
         groups.append({"params": [q for layer in unfrozen for q in layer.parameters()], "lr": p.encoder_learning_rate})
     optimiser = torch.optim.AdamW(groups, weight_decay=0.0)
+    # Cosine decay to zero over the run: the head then settles on the optimum
+    # instead of hovering around it (measured: it matches logistic regression
+    # on the frozen features whatever the seed).
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_train, 1))
 
     started = time.perf_counter()
     cached = None
@@ -258,10 +262,11 @@ def fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            schedule.step()
             step += 1
             value = float(loss.item())
             losses.append((step, value))
-            report("train", step, total_train, epoch=epoch, loss=value, learning_rate=p.learning_rate)
+            report("train", step, total_train, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[0])
     seconds["train"] = time.perf_counter() - train_started
 
     eval_started = time.perf_counter()
@@ -308,6 +313,30 @@ def fit(
         holdout_rows=len(held_idx),
         seconds=seconds,
     )
+
+
+def load_encoder(base_dir: Path, device: str | None = None) -> tuple[Any, Any]:
+    """Tokenizer and encoder (eval mode) of a local encoder directory."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+    encoder = AutoModel.from_pretrained(str(base_dir), local_files_only=True).to(pick_device(device)).eval()
+    return tokenizer, encoder
+
+
+def mean_pooled_features(tokenizer: Any, encoder: Any, texts: list[str], max_length: int = 128) -> np.ndarray:
+    """Frozen mean-pooled embeddings (not normalised), shape (len(texts), hidden)."""
+    import torch
+
+    dev = next(encoder.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            inputs = tokenizer(
+                texts[start : start + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            ).to(dev)
+            out.append(_mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"]).cpu().numpy())
+    return np.concatenate(out)
 
 
 def load(model_dir: Path, device: str | None = None) -> tuple[Any, Any, Any, dict[str, Any]]:
