@@ -18,6 +18,13 @@ def finetune_run(job_id: int) -> None:
     finetune_execute(job_id=job_id)
 
 
+@shared_task(name="catalog.tasks.compile_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def compile_run(version_id: int) -> None:
+    from catalog.services.compile import version_compile
+
+    version_compile(version_id=version_id)
+
+
 @worker_ready.connect
 def _recover_on_start(**kwargs: Any) -> None:
     from catalog.services.finetune import finetune_requeue_stale

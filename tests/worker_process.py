@@ -35,6 +35,7 @@ class Worker:
             "ARTIFACT_TMP_DIR": str(settings.ARTIFACT_TMP_DIR),
             "MODELLIBRARY_VAR_DIR": str(settings.VAR_DIR),
             "PYTHONUNBUFFERED": "1",
+            "COMPILE_ON_READY": "0",
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

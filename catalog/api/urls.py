@@ -3,13 +3,17 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from catalog.api import finetune, views
+from catalog.api import deploy, finetune, views
 
 app_name = "api"
 
 urlpatterns = [
     path("models/", views.models_list, name="models"),
     path("models/<slug:slug>/", views.model_detail, name="model"),
+    path("models/<slug:slug>/resolve", deploy.model_resolve, name="resolve"),
+    path("models/<slug:slug>/resolve/", deploy.model_resolve),
+    path("variants/<int:variant_id>/download", deploy.variant_download, name="variant_download"),
+    path("versions/<int:version_id>/compile/", deploy.version_compile_request, name="version_compile"),
     path("taxonomy/<str:kind>/", views.taxonomy, name="taxonomy"),
     path("datasets/", finetune.datasets_create, name="datasets"),
     path("finetune-jobs/", finetune.finetune_jobs_create, name="finetune_jobs"),

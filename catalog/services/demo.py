@@ -47,7 +47,21 @@ def demo_seed(*, echo: Callable[[str], None] = log.info) -> list[RegisteredModel
         model = seeder(echo)
         if model is not None:
             made.append(model)
+    _compile_all(echo)
     return made
+
+
+def _compile_all(echo: Callable[[str], None]) -> None:
+    """Every ready demo version gets its variants (idempotent: built ones are kept)."""
+    from catalog.models import ModelVersion, VersionStatus
+    from catalog.services.compile import COMPILABLE, version_compile
+
+    for version in ModelVersion.objects.filter(status=VersionStatus.READY, family__in=COMPILABLE).select_related(
+        "registered_model"
+    ):
+        variants = version_compile(version_id=version.pk)
+        summary = ", ".join(f"{v.name} {v.status}" for v in variants)
+        echo(f"{version}: {summary}")
 
 
 def _exists(slug: str, echo: Callable[[str], None]) -> bool:
@@ -241,7 +255,7 @@ def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
         return None
     from catalog.models import FineTuneJob, JobStatus, ModelVersion
     from catalog.services.datasets import dataset_upload
-    from catalog.services.finetune import finetune_execute, finetune_request
+    from catalog.services.finetune import finetune_request
 
     team = team_get_or_create(name="Platform ML")
     with open(SUPPORT_FIXTURE, "rb") as fh:
@@ -262,7 +276,9 @@ def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
         min_precision=0.8,
         enqueue=False,
     )
-    done = finetune_execute(job_id=job.pk)
+    from catalog.services.finetune import finetune_execute as run
+
+    done = run(job_id=job.pk)
     if done is None or done.status != JobStatus.SUCCEEDED or done.result_version is None:
         reason = FineTuneJob.objects.get(pk=job.pk).error
         echo(f"{slug}: fine-tune job #{job.pk} did not succeed: {reason}")

@@ -284,7 +284,9 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     return job
 
 
-def finetune_register(*, job: FineTuneJob, result: Any, history: list[list[float]]) -> ModelVersion:
+def finetune_register(
+    *, job: FineTuneJob, result: Any, history: list[list[float]], enqueue_compile: bool = True
+) -> ModelVersion:
     """Store the trained files and register the one version of this job."""
     files = artifact_files_store(directory=result.output_dir, names=result.files)
     report = result.report
@@ -343,6 +345,10 @@ def finetune_register(*, job: FineTuneJob, result: Any, history: list[list[float
             phase="done",
             finished_at=timezone.now(),
         )
+        from catalog.services.compile import compile_request
+
+        if passed and enqueue_compile and settings.COMPILE_ON_READY:
+            compile_request(version=version)
     return version
 
 

@@ -24,3 +24,8 @@ def pretty_json(value: Any) -> str:
 @register.filter
 def metric(version: Any, name: str) -> float | None:
     return version.metric(name) if version is not None else None
+
+
+@register.filter
+def get(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if hasattr(mapping, "get") else None

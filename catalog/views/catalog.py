@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from catalog.api.params import SearchParamsSerializer
@@ -15,6 +16,7 @@ from catalog.selectors.jobs import jobs_visible
 from catalog.selectors.lineage import version_lineage
 from catalog.selectors.search import model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode
+from catalog.selectors.variants import latency_chart
 from catalog.selectors.visibility import models_visible, user_can_edit
 from catalog.services.finetune import FINETUNABLE_FAMILIES
 
@@ -54,6 +56,23 @@ def catalog_index(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+@require_POST
+def version_compile_view(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    from catalog.services.compile import compile_request
+
+    model = models_visible(user=request.user).filter(slug=slug).first()
+    if model is None or not user_can_edit(user=request.user, model=model):
+        raise Http404("No model with that slug that you may change.")
+    v = model.versions.filter(version=version).first()
+    if v is None:
+        raise Http404("No such version.")
+    if compile_request(version=v):
+        messages.success(request, f"Compile of v{version} queued; variants appear here when the worker is done.")
+    else:
+        messages.error(request, f"v{version} ({v.family}, {v.status}) cannot be compiled.")
+    return redirect(f"{model.get_absolute_url()}?version={version}")
+
+
 @require_GET
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     versions = ModelVersion.objects.select_related(
@@ -91,6 +110,8 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "aliases_by_version": aliases_by_version,
             "can_edit": user_can_edit(user=request.user, model=model),
             "lineage": version_lineage(version=current) if current else None,
+            "chart": latency_chart(list(current.variants.all())) if current else {},
+            "server": request.build_absolute_uri("/").rstrip("/"),
             "finetunable": bool(request.user.is_authenticated and current and current.family in FINETUNABLE_FAMILIES),
             "jobs": list(
                 jobs_visible(user=request.user).filter(

@@ -1,0 +1,120 @@
+"""``variant_resolve``: from (model, alias or version, constraints) to one served variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.models import ModelVersion, RegisteredModel, Variant, VariantStatus, VersionStatus
+
+
+@dataclass
+class Resolution:
+    version: ModelVersion | None
+    variant: Variant | None
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    reason: str = ""
+
+
+def version_pick(
+    *, model: RegisteredModel, alias: str = "", version: int | None = None
+) -> tuple[ModelVersion | None, str]:
+    if version is not None:
+        v = model.versions.filter(version=version).first()
+        return v, "" if v else f"{model.slug} has no version {version}"
+    if alias:
+        a = model.aliases.filter(name=alias).select_related("version").first()
+        return (a.version, "") if a else (None, f"{model.slug} has no alias {alias!r}")
+    a = model.aliases.filter(name="production").select_related("version").first()
+    if a:
+        return a.version, ""
+    v = model.versions.filter(status=VersionStatus.READY).order_by("-version").first()
+    return v, "" if v else f"{model.slug} has no ready version"
+
+
+def variant_resolve(
+    *,
+    model: RegisteredModel,
+    alias: str = "",
+    version: int | None = None,
+    runtime: str = "",
+    precision: str = "",
+    hardware: str = "",
+    max_p95_ms: float | None = None,
+    format: str = "",
+) -> Resolution:
+    """The fastest served variant (batch-1 p95) meeting every bound, or why none does."""
+    picked, why = version_pick(model=model, alias=alias, version=version)
+    if picked is None:
+        return Resolution(None, None, reason=why)
+    excluded: list[dict[str, str]] = []
+    candidates = []
+    wanted: dict[str, Any] = {"runtime": runtime, "precision": precision, "hardware": hardware, "format": format}
+    for v in picked.variants.order_by("latency_p95_ms", "name"):
+        if v.status != VariantStatus.SERVED:
+            excluded.append(
+                {
+                    "variant": v.name,
+                    "constraint": "status",
+                    "reason": f"{v.get_status_display().lower()}{': ' + v.status_reason if v.status_reason else ''}",
+                }
+            )
+            continue
+        mismatch = next(((k, getattr(v, k)) for k, want in wanted.items() if want and getattr(v, k) != want), None)
+        if mismatch:
+            excluded.append(
+                {
+                    "variant": v.name,
+                    "constraint": mismatch[0],
+                    "reason": f"{mismatch[0]} is {mismatch[1]}, not {wanted[mismatch[0]]}",
+                }
+            )
+            continue
+        if max_p95_ms is not None and (v.latency_p95_ms is None or v.latency_p95_ms > max_p95_ms):
+            excluded.append(
+                {
+                    "variant": v.name,
+                    "constraint": "max_p95_ms",
+                    "reason": f"p95 {v.latency_p95_ms:.2f} ms > {max_p95_ms} ms"
+                    if v.latency_p95_ms
+                    else "no latency measured",
+                }
+            )
+            continue
+        candidates.append(v)
+    if not candidates:
+        reason = f"no served variant of {model.slug} v{picked.version} meets the constraints"
+        if not picked.variants.exists():
+            reason = f"{model.slug} v{picked.version} has no compiled variant yet"
+        return Resolution(picked, None, excluded, reason)
+    return Resolution(picked, candidates[0], excluded)
+
+
+def latency_chart(variants: list[Variant], width: int = 520, bar: int = 11) -> dict[str, Any]:
+    """Horizontal bars, one pair (batch 1, batch 32 p50) per measured variant."""
+    rows = [v for v in variants if v.latency]
+    if not rows:
+        return {}
+    label_w, pad = 150, 6
+    peak = max(float(s.get("p50_ms", 0)) for v in rows for s in v.latency.values()) or 1.0
+    scale = (width - label_w - 70) / peak
+    out = []
+    y = pad
+    for v in rows:
+        b1 = v.latency.get("1", {}).get("p50_ms")
+        b32 = v.latency.get("32", {}).get("p50_ms")
+        out.append(
+            {
+                "name": v.name,
+                "status": v.status,
+                "y": y,
+                "text_y": y + bar + 3,
+                "b1": b1,
+                "b32": b32,
+                "w1": max(1.0, (b1 or 0) * scale),
+                "w32": max(1.0, (b32 or 0) * scale),
+                "y32": y + bar + 2,
+            }
+        )
+        y += 2 * bar + 12
+    return {"rows": out, "width": width, "height": y + pad, "x0": label_w, "bar": bar}

@@ -1,0 +1,144 @@
+"""Compiling a version into served variants (a task on the ``compile`` queue)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from catalog.models import ModelVersion, Variant, VariantStatus, VersionStatus
+from catalog.storage import artifact_materialize, artifact_put_path
+
+log = logging.getLogger(__name__)
+
+COMPILABLE = ("text-classifier", "sentence-encoder", "mlp-classifier")
+DONE = (VariantStatus.SERVED, VariantStatus.REJECTED, VariantStatus.SKIPPED)
+
+
+def compile_enqueue(*, version_id: int) -> None:
+    from catalog.tasks import compile_run
+
+    compile_run.delay(version_id)
+
+
+def compile_request(*, version: ModelVersion) -> bool:
+    """Queue a compile on commit (idempotent: built variants are kept)."""
+    if version.family not in COMPILABLE or version.status != VersionStatus.READY:
+        return False
+    transaction.on_commit(lambda: compile_enqueue(version_id=version.pk))
+    return True
+
+
+def _eval_inputs(version: ModelVersion, model_dir: Path) -> Any:
+    """The version's own held-out split when it has one, else generated inputs."""
+    from runners.compile import EvalInputs
+
+    if version.family == "text-classifier" and version.dataset_version is not None:
+        from catalog.services.datasets import dataset_load
+        from runners.splits import stratified_split
+
+        data = dataset_load(version=version.dataset_version)
+        hp = version.hyperparameters
+        _, held = stratified_split(data.targets, float(hp.get("holdout", 0.2)), int(hp.get("seed", 0)))
+        held = held[:256]
+        return EvalInputs(texts=[data.texts[i] for i in held], targets=[data.targets[i] for i in held])
+    if version.family == "mlp-classifier":
+        config = json.loads((model_dir / "config.json").read_text())
+        rng = np.random.default_rng(0)
+        mean, scale = np.asarray(config["mean"]), np.asarray(config["scale"])
+        return EvalInputs(features=(mean + scale * rng.normal(size=(256, len(mean)))).astype(np.float32))
+    return EvalInputs()
+
+
+def _manifest_base(version: ModelVersion) -> dict[str, Any]:
+    model = version.registered_model
+    preprocessing: dict[str, Any]
+    if version.family == "mlp-classifier":
+        preprocessing = {"input": "float32 features [batch, n]", "standardisation": "inside the graph"}
+    else:
+        preprocessing = {
+            "tokenizer": "tokenizer.json (Hugging Face tokenizers)",
+            "pooling": "mean over attention_mask",
+            "max_length": version.input_schema.get("max_tokens", 256),
+            "inputs": "int64 input_ids and attention_mask [batch, sequence]",
+        }
+    return {
+        "model": model.slug,
+        "model_name": model.name,
+        "version": version.version,
+        "family": version.family,
+        "input_schema": version.input_schema,
+        "output_schema": version.output_schema,
+        "labels": version.labels,
+        "preprocessing": preprocessing,
+        "metrics": {
+            m.name: {"value": m.value, "evaluation_dataset": m.evaluation_dataset, "split": m.split}
+            for m in version.metrics.all()
+        },
+        "weights_sha256": version.weights_sha256,
+    }
+
+
+def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
+    """Build, check and store the variants a version lacks; returns them all."""
+    from runners.compile import SPECS, compile_version
+
+    version = ModelVersion.objects.select_related("registered_model", "dataset_version").filter(pk=version_id).first()
+    if version is None or version.family not in COMPILABLE:
+        return []
+    # Failed attempts are retried; built, rejected and skipped ones are kept.
+    Variant.objects.filter(version=version).exclude(status__in=DONE).delete()
+    done = set(Variant.objects.filter(version=version).values_list("name", flat=True))
+    if all(spec.name in done for spec in SPECS):
+        return list(version.variants.all())
+    with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
+        model_dir = artifact_materialize(version.files, Path(tmp) / "model")
+        results = compile_version(
+            family=version.family,
+            model_dir=model_dir,
+            work=Path(tmp) / "work",
+            eval_inputs=_eval_inputs(version, model_dir),
+            manifest_base=_manifest_base(version),
+            skip=done,
+            corrupt=corrupt,
+        )
+        for r in results:
+            stored = artifact_put_path(r.bundle_path) if r.bundle_path is not None else None
+            batch1 = next((lat for lat in r.latency if lat.batch == 1), None)
+            Variant.objects.update_or_create(
+                version=version,
+                name=r.spec.name,
+                hardware=r.spec.hardware,
+                defaults={
+                    "format": r.spec.format,
+                    "precision": r.spec.precision,
+                    "runtime": r.spec.runtime,
+                    "opset": r.opset,
+                    "toolchain": r.toolchain,
+                    "status": r.status,
+                    "status_reason": r.reason,
+                    "sha256": stored.sha256 if stored else "",
+                    "size": stored.size if stored else None,
+                    "parity": r.parity.__dict__ if r.parity else {},
+                    "latency": {
+                        str(lat.batch): {
+                            "p50_ms": lat.p50_ms,
+                            "p95_ms": lat.p95_ms,
+                            "runs": lat.runs,
+                            "sequence_length": lat.sequence_length,
+                        }
+                        for lat in r.latency
+                    },
+                    "latency_p50_ms": batch1.p50_ms if batch1 else None,
+                    "latency_p95_ms": batch1.p95_ms if batch1 else None,
+                    "hardware_fingerprint": r.fingerprint,
+                },
+            )
+            log.info("%s %s: %s %s", version, r.spec.name, r.status, r.reason)
+    return list(version.variants.all())

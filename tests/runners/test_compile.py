@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runners import compile as C
+from runners.families import text_classifier as tc
+from runners.synthetic_text import support_tickets
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[int]]:
+    rows = support_tickets(160, seed=2, ambiguous_share=0.0)
+    texts, labels = [t for t, _ in rows], [label for _, label in rows]
+    out = tmp_path_factory.mktemp("clf")
+    result = tc.fit(tiny_bert_dir, texts, labels, out, tc.FitParams(epochs=60, learning_rate=0.05))
+    return out, texts[:64], [result.labels.index(label) for label in labels[:64]]
+
+
+def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[str], list[int]], tmp_path: Path) -> None:
+    model_dir, texts, targets = classifier
+    results = {
+        r.spec.name: r
+        for r in C.compile_version(
+            family="text-classifier",
+            model_dir=model_dir,
+            work=tmp_path,
+            eval_inputs=C.EvalInputs(texts=texts, targets=targets),
+            manifest_base={"model": "m", "labels": ["a"]},
+        )
+    }
+    assert results["onnx-fp16-cuda"].status == "skipped"
+    for name in ("onnx-fp32", "onnx-fp32-optimized", "onnx-int8", "onnx-int8-optimized"):
+        r = results[name]
+        # fp32 must pass; int8 is judged by parity (served or rejected, never failed).
+        assert r.status == "served" if "fp32" in name else r.status in ("served", "rejected"), (name, r.reason)
+        assert r.parity is not None and r.parity.samples == 64
+        assert r.parity.top1_agreement is not None
+        assert {lat.batch for lat in r.latency} == {1, 32}
+        assert all(lat.p50_ms > 0 and lat.p95_ms >= lat.p50_ms for lat in r.latency)
+    assert results["onnx-fp32"].parity.max_abs_diff <= 1e-3
+    assert results["onnx-int8"].model_size < results["onnx-fp32"].model_size / 2
+    assert "avx2" in results["onnx-fp32"].fingerprint["isa"] or results["onnx-fp32"].fingerprint["machine"] != "x86_64"
+
+    bundle = results["onnx-int8"].bundle_path
+    with tarfile.open(bundle) as tar:
+        names = set(tar.getnames())
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert {"manifest.json", "model.onnx", "tokenizer.json"} <= names
+    assert manifest["precision"] == "int8"
+    assert manifest["opset"] == C.OPSET
+    assert manifest["quantization"]["weights"] == "int8 per channel"
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    assert manifest["files"]["model.onnx"]["sha256"] == C.sha256_file(tmp_path / "onnx-int8.onnx")
+
+    # Dynamic axes: any batch size and sequence length runs.
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "onnx-fp32.onnx"))
+    for batch, seq in ((1, 5), (3, 40)):
+        ids = np.full((batch, seq), 1037, dtype=np.int64)
+        out = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+        assert out.shape == (batch, 4)
+
+
+def test_a_broken_variant_is_rejected_by_parity(classifier: tuple[Path, list[str], list[int]], tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model_dir, texts, targets = classifier
+
+    def corrupt(spec: C.VariantSpec, path: Path) -> None:
+        if spec.name != "onnx-fp32":
+            return
+        model = onnx.load(str(path))
+        for init in model.graph.initializer:
+            if "head" in init.name and init.name.endswith("bias"):
+                init.CopyFrom(
+                    numpy_helper.from_array(
+                        (numpy_helper.to_array(init) + 5.0 * np.arange(4)).astype(np.float32), init.name
+                    )
+                )
+        onnx.save(model, str(path))
+
+    results = {
+        r.spec.name: r
+        for r in C.compile_version(
+            family="text-classifier",
+            model_dir=model_dir,
+            work=tmp_path,
+            eval_inputs=C.EvalInputs(texts=texts, targets=targets),
+            manifest_base={},
+            specs=C.SPECS[:1],
+            corrupt=corrupt,
+        )
+    }
+    broken = results["onnx-fp32"]
+    assert broken.status == "rejected", broken.reason
+    assert "max |Δ|" in broken.reason
+    assert broken.parity is not None and broken.parity.max_abs_diff > 1e-3
+
+
+def test_an_mlp_exports_with_its_standardisation(tmp_path: Path) -> None:
+    from runners.families import mlp_classifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(5, 3, (200, 6)).astype(np.float32)
+    y = (x[:, 0] > 5).astype(np.int64)
+    mlp_classifier.fit(x, y, ["low", "high"], tmp_path / "m", {"epochs": 5})
+    results = {
+        r.spec.name: r
+        for r in C.compile_version(
+            family="mlp-classifier",
+            model_dir=tmp_path / "m",
+            work=tmp_path / "w",
+            eval_inputs=C.EvalInputs(features=x[:64]),
+            manifest_base={},
+        )
+    }
+    assert results["onnx-fp32"].status == "served"
+    assert results["onnx-fp32"].parity.max_abs_diff <= 1e-5  # type: ignore[union-attr]
+    assert results["onnx-fp32-optimized"].status == "skipped"
+
+
+@pytest.mark.real_weights
+def test_real_minilm_encoder_exports_within_fp32_parity(tmp_path: Path) -> None:
+    from runners.testing import minilm_dir
+
+    results = C.compile_version(
+        family="sentence-encoder",
+        model_dir=minilm_dir(),
+        work=tmp_path,
+        eval_inputs=C.EvalInputs(texts=[t for t, _ in support_tickets(64, seed=5)]),
+        manifest_base={},
+        specs=C.SPECS[:1],
+    )
+    assert results[0].status == "served", results[0].reason
+    assert results[0].parity.max_abs_diff <= 1e-3  # type: ignore[union-attr]
