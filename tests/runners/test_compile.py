@@ -38,7 +38,8 @@ def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[st
         r = results[name]
         # fp32 must pass; int8 is judged by parity (served or rejected, never failed).
         assert r.status == "served" if "fp32" in name else r.status in ("served", "rejected"), (name, r.reason)
-        assert r.parity is not None and r.parity.samples == 64
+        assert r.parity is not None
+        assert r.parity.samples == 64
         assert r.parity.top1_agreement is not None
         assert {lat.batch for lat in r.latency} == {1, 32}
         assert all(lat.p50_ms > 0 and lat.p95_ms >= lat.p50_ms for lat in r.latency)
@@ -101,7 +102,8 @@ def test_a_broken_variant_is_rejected_by_parity(classifier: tuple[Path, list[str
     broken = results["onnx-fp32"]
     assert broken.status == "rejected", broken.reason
     assert "max |Δ|" in broken.reason
-    assert broken.parity is not None and broken.parity.max_abs_diff > 1e-3
+    assert broken.parity is not None
+    assert broken.parity.max_abs_diff > 1e-3
 
 
 def test_an_mlp_exports_with_its_standardisation(tmp_path: Path) -> None:
