@@ -124,3 +124,27 @@ def test_cancel_stops_a_running_job(
     wait_for(lambda: job(alice, job_id)["status"] == JobStatus.CANCELLED, 30, "the job to stop", worker)
     assert job(alice, job_id)["progress"] < 0.9
     assert not ModelVersion.objects.filter(registered_model__slug="ticket-router").exists()
+
+
+def test_a_ready_version_is_compiled_on_the_compile_queue_and_served(
+    alice: APIClient, tiny_encoder: ModelVersion, workers: list[Worker], tmp_path: Path, artifact_store: Path,
+) -> None:
+    import hashlib
+
+    from catalog.models import Variant
+    from tests.conftest_data import clear_tickets_csv
+
+    w = Worker(tmp_path / "worker-compile.log", artifact_store, {"COMPILE_ON_READY": "1"}).start()
+    workers.append(w)
+    job_id = submit(alice, clear_tickets_csv(), {"epochs": 40, "learning_rate": 0.05})
+    wait_for(lambda: job(alice, job_id)["status"] in ("succeeded", "failed"), 120, "the job to finish", w)
+    assert job(alice, job_id)["status"] == "succeeded"
+    version = ModelVersion.objects.get(registered_model__slug="ticket-router")
+    wait_for(lambda: Variant.objects.filter(version=version).count() == 5, 180, "the variants", w)
+    statuses = dict(Variant.objects.filter(version=version).values_list("name", "status"))
+    assert statuses["onnx-fp32"] == "served"
+    assert statuses["onnx-fp16-cuda"] == "skipped"
+    resolved = alice.get("/api/v1/models/ticket-router/resolve", {"precision": "fp32"}).json()
+    response = alice.get(f"/api/v1/variants/{resolved['id']}/download")
+    assert response.status_code == 200
+    assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == resolved["sha256"]
