@@ -32,7 +32,11 @@ def free_port() -> int:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # the process is gone
+        return 0
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
@@ -50,8 +54,12 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 def curl(url: str, extra: list[str] | None = None) -> tuple[float, int]:
     """(seconds, bytes) for one download to /dev/null."""
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{size_download} %{http_code}",
-                          *(extra or []), url], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{size_download} %{http_code}", *(extra or []), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if out[2] not in ("200", "206"):
         raise RuntimeError(f"HTTP {out[2]} from {url}")
     return float(out[0]), int(out[1])
@@ -61,8 +69,11 @@ def ensure_nginx() -> str:
     path = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(path).exists():
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "nginx-light"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     return path
 
 
@@ -72,12 +83,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="bench-download-"))
-    env = {**os.environ, "MODELLIBRARY_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "modellibrary.settings",
-           "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + "x" * 40}
+    env = {
+        **os.environ,
+        "MODELLIBRARY_VAR_DIR": str(var),
+        "DJANGO_SETTINGS_MODULE": "modellibrary.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-" + "x" * 40,
+    }
     for key in ("DATABASE_URL", "CELERY_BROKER_URL", "ARTIFACT_STORAGE"):
         env.pop(key, None)
-    os.environ.update({k: env[k] for k in ("MODELLIBRARY_VAR_DIR", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG",
-                                           "DJANGO_SECRET_KEY")})
+    os.environ.update(
+        {k: env[k] for k in ("MODELLIBRARY_VAR_DIR", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG", "DJANGO_SECRET_KEY")}
+    )
     import django
 
     django.setup()
@@ -99,24 +116,51 @@ def main() -> None:
     stored = artifact_put_path(blob)
     blob.unlink()
     model = registered_model_create(
-        name="Big", team=team_get_or_create(name="Bench"), modality=Modality.objects.get(path="text"),
-        result_kind=ResultKind.objects.get(path="classification"), domain=Domain.objects.get(path="general"))
-    version = model_version_create(registered_model=model, family="text-classifier",
-                                   files=[{"name": "model.safetensors", "sha256": stored.sha256, "size": stored.size}])
+        name="Big",
+        team=team_get_or_create(name="Bench"),
+        modality=Modality.objects.get(path="text"),
+        result_kind=ResultKind.objects.get(path="classification"),
+        domain=Domain.objects.get(path="general"),
+    )
+    version = model_version_create(
+        registered_model=model,
+        family="text-classifier",
+        files=[{"name": "model.safetensors", "sha256": stored.sha256, "size": stored.size}],
+    )
     model_version_finish(version=version)
-    variant = Variant.objects.create(version=version, name="onnx-fp32", format="onnx", precision="fp32",
-                                     runtime="onnxruntime", status=VariantStatus.SERVED, sha256=stored.sha256,
-                                     size=stored.size)
+    variant = Variant.objects.create(
+        version=version,
+        name="onnx-fp32",
+        format="onnx",
+        precision="fp32",
+        runtime="onnxruntime",
+        status=VariantStatus.SERVED,
+        sha256=stored.sha256,
+        size=stored.size,
+    )
     store_root = var / "artifacts"
 
     app_port, nginx_port = free_port(), free_port()
     gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "modellibrary.wsgi", "-b", f"127.0.0.1:{app_port}", "-w", "1",
-         "--timeout", "300", "--log-level", "warning"], cwd=ROOT, env=env)
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "modellibrary.wsgi",
+            "-b",
+            f"127.0.0.1:{app_port}",
+            "-w",
+            "1",
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     nginx_bin = ensure_nginx()
     conf = var / "nginx.conf"
     conf.write_text(f"""
-daemon off; worker_processes 1; pid {var}/nginx.pid; error_log {var}/nginx-error.log;
+daemon off; user root; worker_processes 1; pid {var}/nginx.pid; error_log {var}/nginx-error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; sendfile on; tcp_nopush on;
   server {{ listen 127.0.0.1:{nginx_port}; root {store_root}; }} }}
@@ -125,8 +169,11 @@ http {{ access_log off; sendfile on; tcp_nopush on;
     try:
         wait_port(app_port)
         wait_port(nginx_port)
-        worker_pid = int(subprocess.run(["pgrep", "-P", str(gunicorn.pid)], capture_output=True, text=True,
-                                        check=True).stdout.split()[0])
+        worker_pid = int(
+            subprocess.run(
+                ["pgrep", "-P", str(gunicorn.pid)], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
         app_url = f"http://127.0.0.1:{app_port}/api/v1/variants/{variant.pk}/download"
         nginx_url = f"http://127.0.0.1:{nginx_port}/{artifact_key(stored.sha256)}"
         curl(app_url, ["-r", "0-1023"])  # warm the worker (imports, first query)
@@ -160,18 +207,27 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         nginx.terminate()
         gunicorn.wait(10)
         nginx.wait(10)
+    shutil.rmtree(var, ignore_errors=True)
     mb = stored.size / 1e6
     app_best, nginx_best, range_best = min(app_times), min(nginx_times), min(range_times)
     print(f"file: {mb:,.0f} MB bundle, {args.repeat} downloads each over loopback with curl\n")
-    print(f"app (gunicorn, 1 sync worker, FileResponse → sendfile): best {mb / app_best:7.0f} MB/s"
-          f"  median {mb / statistics.median(app_times):7.0f} MB/s")
-    print(f"nginx (sendfile on):                               best {mb / nginx_best:7.0f} MB/s"
-          f"  median {mb / statistics.median(nginx_times):7.0f} MB/s")
+    print(
+        f"app (gunicorn, 1 sync worker, FileResponse → sendfile): best {mb / app_best:7.0f} MB/s"
+        f"  median {mb / statistics.median(app_times):7.0f} MB/s"
+    )
+    print(
+        f"nginx (sendfile on):                               best {mb / nginx_best:7.0f} MB/s"
+        f"  median {mb / statistics.median(nginx_times):7.0f} MB/s"
+    )
     print(f"app, resumed from the middle (206, streamed in 1 MiB reads): best {mb / range_best:7.0f} MB/s")
-    print(f"\nratio app / nginx: {nginx_best / app_best:.2f} best-of-{args.repeat}, "
-          f"{statistics.median(nginx_times) / statistics.median(app_times):.2f} median  (target >= 0.8)")
-    print(f"gunicorn worker RSS: {baseline / 1024:.1f} MB before, {peak[0] / 1024:.1f} MB peak during the downloads: "
-          f"+{(peak[0] - baseline) / 1024:.1f} MB  (target <= 30 MB)")
+    print(
+        f"\nratio app / nginx: {nginx_best / app_best:.2f} best-of-{args.repeat}, "
+        f"{statistics.median(nginx_times) / statistics.median(app_times):.2f} median  (target >= 0.8)"
+    )
+    print(
+        f"gunicorn worker RSS: {baseline / 1024:.1f} MB before, {peak[0] / 1024:.1f} MB peak during the downloads: "
+        f"+{(peak[0] - baseline) / 1024:.1f} MB  (target <= 30 MB)"
+    )
     shutil.rmtree(var, ignore_errors=True)
 
 

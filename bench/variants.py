@@ -40,11 +40,17 @@ def main() -> None:
     targets = [names.index(label) for label in labels]
     _, held = stratified_split(targets, 0.2, 0)
     results = C.compile_version(
-        family="text-classifier", model_dir=work / "model", work=work / "variants",
+        family="text-classifier",
+        model_dir=work / "model",
+        work=work / "variants",
         eval_inputs=C.EvalInputs(texts=[texts[i] for i in held], targets=[targets[i] for i in held]),
-        manifest_base={}, specs=C.SPECS)
-    print(f"fine-tuned MiniLM on {args.rows} tickets: held-out macro precision {fitted.report.macro_precision:.4f}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {C.hardware_fingerprint()}\n")
+        manifest_base={},
+        specs=C.SPECS,
+    )
+    print(
+        f"fine-tuned MiniLM on {args.rows} tickets: held-out macro precision {fitted.report.macro_precision:.4f}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {C.hardware_fingerprint()}\n"
+    )
 
     module, _ = C._torch_module("text-classifier", work / "model")
 
@@ -68,9 +74,13 @@ def main() -> None:
         inputs = [torch.from_numpy(v) for v in feed(batch).values()]
         with torch.inference_mode():
             eager[batch] = time_it(lambda inputs=inputs: module(*inputs), args.runs if batch == 1 else args.runs // 3)
-    print(f"{'variant':22s} {'status':9s} {'size MB':>8s} {'top-1':>7s} {'max|Δ|':>9s}"
-          f" {'b1 p50 ms':>10s} {'speed-up':>9s} {'b32 p50 ms':>11s} {'speed-up':>9s}")
-    print(f"{'torch eager':22s} {'':9s} {'':>8s} {'':>7s} {'':>9s} {eager[1][0]:10.2f} {1.0:8.2f}x {eager[32][0]:11.2f} {1.0:8.2f}x")
+    print(
+        f"{'variant':22s} {'status':9s} {'size MB':>8s} {'top-1':>7s} {'max|Δ|':>9s}"
+        f" {'b1 p50 ms':>10s} {'speed-up':>9s} {'b32 p50 ms':>11s} {'speed-up':>9s}"
+    )
+    print(
+        f"{'torch eager':22s} {'':9s} {'':>8s} {'':>7s} {'':>9s} {eager[1][0]:10.2f} {1.0:8.2f}x {eager[32][0]:11.2f} {1.0:8.2f}x"
+    )
     for r in results:
         if r.status in ("skipped", "failed"):
             print(f"{r.spec.name:22s} {r.status:9s} {r.reason}")
@@ -79,10 +89,12 @@ def main() -> None:
         lat = {}
         for batch in (1, 32):
             f = feed(batch)
-            lat[batch] = time_it(lambda f=f: session.run(None, f), args.runs if batch == 1 else args.runs // 3)
+            lat[batch] = time_it(lambda f=f, s=session: s.run(None, f), args.runs if batch == 1 else args.runs // 3)
         p = r.parity
-        print(f"{r.spec.name:22s} {r.status:9s} {r.model_size / 1e6:8.1f} {p.top1_agreement:7.2%} {p.max_abs_diff:9.2e}"  # type: ignore[union-attr]
-              f" {lat[1][0]:10.2f} {eager[1][0] / lat[1][0]:8.2f}x {lat[32][0]:11.2f} {eager[32][0] / lat[32][0]:8.2f}x")
+        print(
+            f"{r.spec.name:22s} {r.status:9s} {r.model_size / 1e6:8.1f} {p.top1_agreement:7.2%} {p.max_abs_diff:9.2e}"  # type: ignore[union-attr]
+            f" {lat[1][0]:10.2f} {eager[1][0] / lat[1][0]:8.2f}x {lat[32][0]:11.2f} {eager[32][0] / lat[32][0]:8.2f}x"
+        )
     print("\ntarget: best int8 >= 3x torch eager at batch 1, >= 2x at batch 32, top-1 agreement >= 99%")
 
 

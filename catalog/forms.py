@@ -68,7 +68,9 @@ class FineTuneForm(forms.Form):
 
     def __init__(self, *args: Any, base_choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["base"].choices = base_choices
+        base = self.fields["base"]
+        assert isinstance(base, forms.ChoiceField)
+        base.choices = base_choices
 
     def hyperparameters(self) -> dict[str, Any]:
         return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}

@@ -139,26 +139,36 @@ def _user(request: HttpRequest) -> Any:
     return request.user
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None | str:
-    """(start, end inclusive), None for no/ignored range, "invalid" for a 416."""
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) of a single byte range; None for no range (or
+    several, answered with the whole file).
+
+    Raises:
+        RangeNotSatisfiable: a malformed or out-of-bounds range (→ 416).
+    """
     if not header:
         return None
     match = _RANGE.match(header.strip())
     if not match:
-        return None if "," in header else "invalid"  # several ranges: answer with the whole file
+        if "," in header:
+            return None
+        raise RangeNotSatisfiable(header)
     first, last = match.groups()
     if not first and not last:
-        return "invalid"
+        raise RangeNotSatisfiable(header)
     if not first:  # suffix: the last N bytes
         n = int(last)
         if n == 0:
-            return "invalid"
+            raise RangeNotSatisfiable(header)
         return max(0, size - n), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
     if start >= size or (last and int(last) < start):
-        return "invalid"
-    return start, end
+        raise RangeNotSatisfiable(header)
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -202,29 +212,31 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
         )
         if request.method == "GET":
             Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
-        response = HttpResponse(status=302)
-        response["Location"] = url
-        response["ETag"] = etag
-        return response
+        redirect = HttpResponse(status=302)
+        redirect["Location"] = url
+        redirect["ETag"] = etag
+        return redirect
 
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponse(status=304)
-        response["ETag"] = etag
-        return response
+        unchanged = HttpResponse(status=304)
+        unchanged["ETag"] = etag
+        return unchanged
     wanted = request.headers.get("Range", "")
     if_range = request.headers.get("If-Range")
     if wanted and if_range is not None and if_range.strip() != etag:
         wanted = ""  # the client's copy is stale: send the whole new file
-    span = _parse_range(wanted, size)
-    if span == "invalid":
-        response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{size}"
+    try:
+        span = _parse_range(wanted, size)
+    except RangeNotSatisfiable:
+        refused = HttpResponse(status=416)
+        refused["Content-Range"] = f"bytes */{size}"
         for k, v in common.items():
-            response[k] = v
-        return response
-    start, end = (0, size - 1) if span is None else span  # type: ignore[misc]
+            refused[k] = v
+        return refused
+    start, end = (0, size - 1) if span is None else span
     length = end - start + 1 if size else 0
     status = 200 if span is None else 206
+    response: HttpResponseBase
     if request.method == "HEAD":
         response = HttpResponse(status=status)
     else:
@@ -232,10 +244,11 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
             Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
         fh = artifact_open(variant.sha256)
         body: Any = fh if status == 200 else _RangeFile(fh, start, length)
-        response = FileResponse(body, status=status, content_type="application/x-tar")
+        streamed = FileResponse(body, status=status, content_type="application/x-tar")
         # Full files go out through sendfile (wsgi.file_wrapper); ranges are
         # read in 1 MiB pieces, not FileResponse's default 4 KiB.
-        response.block_size = 1 << 20
+        streamed.block_size = 1 << 20
+        response = streamed
     response["Content-Type"] = "application/x-tar"
     response["Content-Length"] = str(length)
     if status == 206:

@@ -33,6 +33,9 @@ def finetune_new(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             team = teams[0]
             base = base_version_resolve(user=request.user, ref=data["base"])
+            if base is None:
+                form.add_error("base", "That model is no longer visible to you.")
+                return render(request, "catalog/finetune_new.html", {"form": form, "teams": teams})
             try:
                 version, _ = dataset_upload(
                     team=team,
@@ -47,7 +50,7 @@ def finetune_new(request: HttpRequest) -> HttpResponse:
                     job = finetune_request(
                         team=team,
                         base_version=base,
-                        dataset_version=version,  # type: ignore[arg-type]
+                        dataset_version=version,
                         name=data["name"],
                         hyperparameters=form.hyperparameters(),
                         min_precision=data["min_precision"],

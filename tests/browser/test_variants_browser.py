@@ -12,12 +12,19 @@ def test_the_version_page_shows_variants_with_latency_bars_and_a_pull_command(
 ) -> None:
     from catalog.models import Variant
 
-    model = make_model("Router", variants=[{"precision": "fp32", "p95": 12.0}, {"precision": "int8", "p95": 4.0},
-                                           {"name": "onnx-int8-bad", "precision": "int8", "p95": 3.0,
-                                            "status": "rejected"}])
+    model = make_model(
+        "Router",
+        variants=[
+            {"precision": "fp32", "p95": 12.0},
+            {"precision": "int8", "p95": 4.0},
+            {"name": "onnx-int8-bad", "precision": "int8", "p95": 3.0, "status": "rejected"},
+        ],
+    )
     for v in Variant.objects.filter(version=model.latest_version):
-        v.latency = {"1": {"p50_ms": v.latency_p95_ms / 1.2, "p95_ms": v.latency_p95_ms},
-                     "32": {"p50_ms": v.latency_p95_ms * 6, "p95_ms": v.latency_p95_ms * 7}}
+        v.latency = {
+            "1": {"p50_ms": v.latency_p95_ms / 1.2, "p95_ms": v.latency_p95_ms},
+            "32": {"p50_ms": v.latency_p95_ms * 6, "p95_ms": v.latency_p95_ms * 7},
+        }
         v.parity = {"top1_agreement": 0.995, "max_abs_diff": 0.01}
         v.save()
     page.goto(live_server.url + "/models/router/")

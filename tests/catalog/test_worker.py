@@ -127,7 +127,11 @@ def test_cancel_stops_a_running_job(
 
 
 def test_a_ready_version_is_compiled_on_the_compile_queue_and_served(
-    alice: APIClient, tiny_encoder: ModelVersion, workers: list[Worker], tmp_path: Path, artifact_store: Path,
+    alice: APIClient,
+    tiny_encoder: ModelVersion,
+    workers: list[Worker],
+    tmp_path: Path,
+    artifact_store: Path,
 ) -> None:
     import hashlib
 
