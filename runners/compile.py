@@ -288,6 +288,15 @@ def quantize_int8(src: Path, out: Path, keep_fp32: tuple[str, ...] = ()) -> list
     return excluded
 
 
+def convert_fp16(src: Path, out: Path) -> None:
+    """Half-precision weights and compute, float32 inputs and outputs kept (for CUDA)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(out))
+
+
 # --- running ------------------------------------------------------------------
 
 
@@ -531,6 +540,8 @@ def compile_version(
                         "plan": plan,
                         "fp32_nodes": kept,
                     }
+                elif spec.precision == "fp16":
+                    convert_fp16(source, path)
                 else:
                     path.write_bytes(source.read_bytes())
                 if corrupt is not None:

@@ -248,7 +248,8 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
             job_log(
                 job=job,
                 line=f"training on {len(data.texts)} rows, {len(data.label_counts)} labels, "
-                f"{params.unfreeze_layers} unfrozen layer(s)",
+                f"{params.unfreeze_layers} unfrozen layer(s)"
+                + (f"; {len(data.duplicates)} duplicate rows dropped" if data.duplicates else ""),
             )
             result = text_classifier.fit(
                 base_dir,

@@ -17,20 +17,33 @@ def test_seed_demo_registers_a_real_searchable_catalogue() -> None:
     call_command("seed_demo", stdout=StringIO())
     client = APIClient()
     text = client.get("/api/v1/models/", {"modality": "text"}).json()
-    assert [r["slug"] for r in text["results"]] == ["all-minilm-l6-v2"]
-    minilm = text["results"][0]
+    assert {r["slug"] for r in text["results"]} == {"all-minilm-l6-v2", "support-ticket-router"}
+    minilm = next(r for r in text["results"] if r["slug"] == "all-minilm-l6-v2")
     assert minilm["result"]["path"] == "embedding/sentence"
     assert minilm["latest_version"]["parameter_count"] == 22_713_728  # read from the weights
     image = client.get("/api/v1/models/", {"modality": "image"}).json()
     assert "all-minilm-l6-v2" not in {r["slug"] for r in image["results"]}
     classifiers = client.get("/api/v1/models/", {"result": "classification"}).json()
-    assert {r["slug"] for r in classifiers["results"]} == {"digits-mlp", "breast-cancer-mlp"}
+    assert {r["slug"] for r in classifiers["results"]} == {"digits-mlp", "breast-cancer-mlp", "support-ticket-router"}
     for hit in classifiers["results"]:
         metrics = hit["latest_version"]["metrics"]
         # Real measurements on a held-out split, not constants.
         assert 0.85 < metrics["macro_precision"] <= 1.0
         assert 0.5 < metrics["coverage"] <= 1.0
-    assert Metric.objects.filter(name="macro_precision", sample_count__gt=100).count() == 2
+    assert Metric.objects.filter(name="macro_precision", sample_count__gt=100).count() == 3
+
+    # The fine-tuned router came from a real job, with its lineage.
+    router = ModelVersion.objects.get(registered_model__slug="support-ticket-router")
+    assert router.base_version.registered_model.slug == "all-minilm-l6-v2"
+    assert router.finetune_job.status == "succeeded"
+    assert router.dataset_version.rows > 900
+
+    # Every ready version has served variants with parity and latency.
+    for version in ModelVersion.objects.filter(status="ready"):
+        served = version.variants.filter(status="served")
+        assert served.filter(name="onnx-fp32").exists(), version
+        assert all(v.parity and v.latency_p95_ms and v.size for v in served), version
+    assert router.variants.filter(precision="int8", status="served").exists()
 
     # Every demo entry has downloadable weights that hash to the recorded digest.
     for version in ModelVersion.objects.all():
@@ -43,8 +56,8 @@ def test_seed_demo_registers_a_real_searchable_catalogue() -> None:
 
     # Idempotent.
     call_command("seed_demo", stdout=StringIO())
-    assert RegisteredModel.objects.count() == 3
-    assert ModelVersion.objects.count() == 3
+    assert RegisteredModel.objects.count() == 4
+    assert ModelVersion.objects.count() == 4
 
 
 def test_catalog_synth_spreads_entries_over_the_trees() -> None:

@@ -36,7 +36,7 @@ def workers(tmp_path: Path, artifact_store: Path) -> Iterator[list[Worker]]:
 
 
 def start_worker(workers: list[Worker], tmp_path: Path, artifact_store: Path) -> Worker:
-    w = Worker(tmp_path / f"worker-{len(workers)}.log", artifact_store, {"FINETUNE_STALE_AFTER_S": "3"}).start()
+    w = Worker(tmp_path / f"worker-{len(workers)}.log", artifact_store, {"FINETUNE_STALE_AFTER_S": "5"}).start()
     workers.append(w)
     return w
 
@@ -99,7 +99,7 @@ def test_a_job_survives_its_worker_being_killed(
     wait_for(lambda: job(alice, job_id)["progress"] > 0.35, 120, "training to get going", first)
     first.kill()
     assert job(alice, job_id)["status"] == "running"
-    time.sleep(3.5)  # the heartbeat goes stale
+    time.sleep(5.5)  # the heartbeat goes stale
     second = start_worker(workers, tmp_path, artifact_store)
     wait_for(lambda: job(alice, job_id)["status"] in ("succeeded", "failed"), 180, "the job to finish", second)
     body = job(alice, job_id)

@@ -142,3 +142,19 @@ def test_real_minilm_encoder_exports_within_fp32_parity(tmp_path: Path) -> None:
     )
     assert results[0].status == "served", results[0].reason
     assert results[0].parity.max_abs_diff <= 1e-3  # type: ignore[union-attr]
+
+
+def test_fp16_conversion_halves_the_weights_and_keeps_float32_io(
+    classifier: tuple[Path, list[str], list[int]], tmp_path: Path
+) -> None:
+    import onnx
+
+    model_dir, _, _ = classifier
+    C.export_onnx("text-classifier", model_dir, tmp_path / "fp32.onnx")
+    C.convert_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    model = onnx.load(str(tmp_path / "fp16.onnx"))
+    big = [i for i in model.graph.initializer if np.prod(i.dims) > 1000]
+    assert big
+    assert all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert (tmp_path / "fp16.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size * 0.6
