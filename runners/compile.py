@@ -161,7 +161,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
             "input_dim": config["input_dim"],
         }
 
-    from runners.families.text_classifier import _mean_pool
+    from runners.families.sentence_encoder import mean_pool
 
     if family == "text-classifier":
         from runners.families import text_classifier
@@ -175,7 +175,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
 
             def forward(self, input_ids: Any, attention_mask: Any) -> Any:
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                return torch.softmax(self.head(_mean_pool(hidden, attention_mask)), dim=-1)
+                return torch.softmax(self.head(mean_pool(hidden, attention_mask)), dim=-1)
 
         return Classifier().eval(), {
             "inputs": ["input_ids", "attention_mask"],
@@ -197,7 +197,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
 
             def forward(self, input_ids: Any, attention_mask: Any) -> Any:
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                return torch.nn.functional.normalize(_mean_pool(hidden, attention_mask), dim=-1)
+                return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
 
         return Encoder().eval(), {
             "inputs": ["input_ids", "attention_mask"],

@@ -102,6 +102,13 @@ class FineTuneRequestSerializer(serializers.Serializer):  # type: ignore[type-ar
     team = serializers.SlugField(required=False)
 
 
+def _team_job_or_404(request: Request, job_id: int) -> FineTuneJob:
+    job = jobs_visible(user=request.user).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No fine-tune job with that id in your teams.")
+    return job
+
+
 def job_body(job: FineTuneJob) -> dict[str, Any]:
     result = None
     if job.result_version_id and job.result_version is not None:
@@ -168,17 +175,11 @@ def finetune_jobs_create(request: Request) -> Response:
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def finetune_job_detail(request: Request, job_id: int) -> Response:
-    job = jobs_visible(user=request.user).filter(pk=job_id).first()
-    if job is None:
-        raise Http404("No fine-tune job with that id in your teams.")
-    return Response(job_body(job))
+    return Response(job_body(_team_job_or_404(request, job_id)))
 
 
 @extend_schema(request=None, responses={200: dict})
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def finetune_job_cancel(request: Request, job_id: int) -> Response:
-    job = jobs_visible(user=request.user).filter(pk=job_id).first()
-    if job is None:
-        raise Http404("No fine-tune job with that id in your teams.")
-    return Response(job_body(job_cancel(job=job)))
+    return Response(job_body(job_cancel(job=_team_job_or_404(request, job_id))))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,13 @@ def mean_pool(last_hidden: Any, attention_mask: Any) -> Any:
     return (last_hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def predict(model_dir: Path, texts: list[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
-    """Sentence embeddings, shape (len(texts), hidden), unit length."""
+def pooled_batches(
+    tokenizer: Any, encoder: Any, texts: list[str], batch_size: int = 64, max_length: int = 256
+) -> Iterator[Any]:
+    """Mean-pooled encoder states (not normalised), one tensor per batch of ``texts``."""
     import torch
 
-    tokenizer, model = load(model_dir)
-    out = []
+    device = next(encoder.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(
@@ -50,8 +52,17 @@ def predict(model_dir: Path, texts: list[str], batch_size: int = 64, max_length:
                 truncation=True,
                 max_length=max_length,
                 return_tensors="pt",
-            )
-            hidden = model(**batch).last_hidden_state
-            pooled = mean_pool(hidden, batch["attention_mask"])
-            out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+            ).to(device)
+            yield mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+
+
+def predict(model_dir: Path, texts: list[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
+    """Sentence embeddings, shape (len(texts), hidden), unit length."""
+    import torch
+
+    tokenizer, model = load(model_dir)
+    out = [
+        torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
+        for pooled in pooled_batches(tokenizer, model, texts, batch_size, max_length)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from runners.evaluation import ClassificationReport, classification_report
+from runners.families.sentence_encoder import mean_pool, pooled_batches
 from runners.splits import stratified_split
 
 HEAD_FILE = "head.safetensors"
@@ -120,11 +121,6 @@ def pick_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _mean_pool(hidden: Any, mask: Any) -> Any:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
 class _Batches:
     """Pre-tokenised texts, padded per batch (length-sorted for feature passes)."""
 
@@ -211,7 +207,7 @@ def fit(
                 check()
                 chunk = order[b * 64 : (b + 1) * 64]
                 inputs = batches.collate([int(indices[i]) for i in chunk], dev)
-                out[chunk] = _mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+                out[chunk] = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
                 report(phase, b + 1, n_batches)
         return out
 
@@ -252,11 +248,11 @@ def fit(
                 features = cached[torch.from_numpy(np.searchsorted(train_idx, batch)).to(dev)]
             elif unfrozen:
                 inputs = batches.collate(batch, dev)
-                features = _mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+                features = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
             else:
                 with torch.inference_mode():
                     inputs = batches.collate(batch, dev)
-                    features = _mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+                    features = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
                 features = features.clone()
             loss = torch.nn.functional.cross_entropy(head(features), y_t[torch.from_numpy(batch).to(dev)])
             optimiser.zero_grad()
@@ -326,17 +322,7 @@ def load_encoder(base_dir: Path, device: str | None = None) -> tuple[Any, Any]:
 
 def mean_pooled_features(tokenizer: Any, encoder: Any, texts: list[str], max_length: int = 128) -> np.ndarray:
     """Frozen mean-pooled embeddings (not normalised), shape (len(texts), hidden)."""
-    import torch
-
-    dev = next(encoder.parameters()).device
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), 64):
-            inputs = tokenizer(
-                texts[start : start + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            ).to(dev)
-            out.append(_mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"]).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([p.cpu().numpy() for p in pooled_batches(tokenizer, encoder, texts, 64, max_length)])
 
 
 def load(model_dir: Path, device: str | None = None) -> tuple[Any, Any, Any, dict[str, Any]]:
@@ -360,17 +346,9 @@ def predict(model_dir: Path, texts: list[str], batch_size: int = 64, device: str
     import torch
 
     tokenizer, encoder, head, config = load(model_dir, device)
-    dev = next(head.parameters()).device
-    out = []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            inputs = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=config["max_length"],
-                return_tensors="pt",
-            ).to(dev)
-            pooled = _mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
-            out.append(torch.softmax(head(pooled), dim=1).cpu().numpy())
+        out = [
+            torch.softmax(head(pooled), dim=1).cpu().numpy()
+            for pooled in pooled_batches(tokenizer, encoder, texts, batch_size, config["max_length"])
+        ]
     return np.concatenate(out) if out else np.zeros((0, len(config["labels"])), dtype=np.float32)
