@@ -26,10 +26,7 @@ seed: migrate
 # Web server and one Celery worker together; Ctrl-C stops both.
 run: seed
 	@echo "Model Library on http://127.0.0.1:$(PORT)/  (Ctrl-C stops web and worker)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/celery -A modellibrary worker -Q celery,finetune,compile --concurrency 1 --loglevel INFO & \
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) & \
-	wait
+	$(BIN)/python scripts/run.py --port $(PORT)
 
 lint: venv
 	$(BIN)/ruff check .
