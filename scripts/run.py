@@ -23,8 +23,21 @@ def main() -> int:
     parser.add_argument("--port", default="8000")
     args = parser.parse_args()
     procs = [
-        subprocess.Popen([str(BIN / "celery"), "-A", "modellibrary", "worker", "-Q", "celery,finetune,compile",
-                          "--concurrency", "1", "--loglevel", "INFO"], cwd=ROOT),
+        subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "modellibrary",
+                "worker",
+                "-Q",
+                "celery,finetune,compile",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+        ),
         subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{args.port}"], cwd=ROOT),
     ]
     stopping = False
