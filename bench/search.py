@@ -81,6 +81,10 @@ def main() -> None:
         print(f"filled {args.count - have} entries in {time.perf_counter() - t0:.0f} s")
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
+    # As the web process does at start-up (modellibrary/wsgi.py).
+    from modellibrary.startup import freeze_startup_objects
+
+    freeze_startup_objects()
     total = RegisteredModel.objects.count()
     print(f"\ncatalogue: {total:,} registered models on PostgreSQL {connection.pg_version}\n")  # type: ignore[attr-defined]
 

@@ -104,7 +104,7 @@ def _postgres_tsquery(terms: list[str]) -> str:
 RESTRICT_TEXT_BELOW = 20_000
 
 
-def _text_matches(q: str, candidates: np.ndarray) -> tuple[list[int], list[float]] | None:
+def _text_matches(q: str, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Ids and relevance of the models matching every term of ``q`` (None: no terms).
 
     ``candidates`` are the model ids the other filters left.
@@ -124,7 +124,15 @@ def _text_matches(q: str, candidates: np.ndarray) -> tuple[list[int], list[float
         with connection.cursor() as cursor:
             cursor.execute(sql, args)
             pairs = cursor.fetchall()
-        return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+    else:
+        pairs = _fallback_matches(terms)
+    if not pairs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    ids, ranks = zip(*pairs, strict=True)
+    return np.fromiter(ids, dtype=np.int64, count=len(ids)), np.fromiter(ranks, dtype=np.float64, count=len(ranks))
+
+
+def _fallback_matches(terms: list[str]) -> list[tuple[int, float]]:
     # Portable fallback: every term in name, summary or the search document;
     # a hit in the name weighs most, as the A/B/C weights do on PostgreSQL.
     qs = RegisteredModel.objects.all()
@@ -137,8 +145,7 @@ def _text_matches(q: str, candidates: np.ndarray) -> tuple[list[int], list[float
             default=Value(1),
             output_field=IntegerField(),
         )
-    pairs = list(qs.annotate(rank=rank).values_list("id", "rank"))
-    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+    return list(qs.annotate(rank=rank).values_list("id", "rank"))
 
 
 def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:
@@ -216,7 +223,7 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
         pos = index.positions(text_ids)
         hit = np.zeros(len(index.ids), dtype=bool)
         hit[pos] = True
-        rank[pos] = np.asarray(text_rank, dtype=np.float64)[np.isin(text_ids, index.ids[pos])]
+        rank[pos] = text_rank[np.isin(text_ids, index.ids[pos])]
         mask &= hit
 
     positions = np.flatnonzero(mask)
