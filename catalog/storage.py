@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -115,10 +114,6 @@ def artifact_open(sha256: str) -> IO[bytes]:
     return artifact_storage().open(artifact_key(sha256), "rb")
 
 
-def artifact_size(sha256: str) -> int:
-    return int(artifact_storage().size(artifact_key(sha256)))
-
-
 def artifact_local_path(sha256: str) -> Path | None:
     """The blob's path on local disk, when the store is a filesystem."""
     try:
@@ -127,17 +122,35 @@ def artifact_local_path(sha256: str) -> Path | None:
         return None
 
 
-def artifact_iter_range(sha256: str, start: int, length: int) -> Iterator[bytes]:
-    """Yield ``length`` bytes from ``start`` in bounded chunks (constant memory)."""
-    with artifact_open(sha256) as fh:
+class _RangeReader:
+    """A file-like view of ``length`` bytes from ``start`` of an open blob."""
+
+    def __init__(self, fh: IO[bytes], start: int, length: int) -> None:
+        self.fh, self.remaining = fh, length
         fh.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = fh.read(min(CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if size < 0 else min(size, self.remaining)
+        data = self.fh.read(size)
+        self.remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> _RangeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def artifact_open_range(sha256: str, start: int, length: int) -> IO[bytes]:
+    """``length`` bytes from ``start``, read in whatever chunks the caller asks
+    for (constant memory whatever the blob's size)."""
+    return _RangeReader(artifact_open(sha256), start, length)  # type: ignore[return-value]
 
 
 def artifact_materialize(files: list[dict[str, object]], dest: Path) -> Path:
@@ -158,11 +171,3 @@ def artifact_materialize(files: list[dict[str, object]], dest: Path) -> Path:
             with artifact_open(str(entry["sha256"])) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, CHUNK)
     return dest
-
-
-def artifact_verify(sha256: str) -> bool:
-    digest = hashlib.sha256()
-    with artifact_open(sha256) as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256

@@ -7,6 +7,7 @@ CPU worker on the ``compile`` queue calls them through ``compile_version``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -21,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from runners.families.sentence_encoder import TOKENIZER_FILES
+
 OPSET = 17
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ INT8_MIN_TOP1 = 0.99
 INT8_MAX_PRECISION_DROP = 0.01
 
 
+@functools.lru_cache(maxsize=4)
 def hardware_fingerprint(provider: str = "CPUExecutionProvider") -> dict[str, Any]:
-    """CPU model, cores, ISA flags, GPU name, onnxruntime version and provider."""
+    """CPU model, cores, ISA flags, GPU name, onnxruntime version and provider
+    (read once per process and provider: the machine does not change)."""
     import onnxruntime as ort
 
     cpu, flags = platform.processor() or "", set()
@@ -557,7 +561,7 @@ def compile_version(
                 model_size=path.stat().st_size,
                 parity=parity,
                 toolchain=toolchain + (f" / int8 plan {quantization['plan']}" if quantization else ""),
-                fingerprint=hardware_fingerprint(provider),
+                fingerprint=dict(hardware_fingerprint(provider)),
             )
             variant.latency = measure_latency(path, make_feed, provider=provider, sequence_length=seq)
             files = {"model.onnx": path}

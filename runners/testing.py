@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+from runners.families.sentence_encoder import TOKENIZER_FILES
 
 
 def minilm_dir() -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F
@@ -22,7 +22,7 @@ from catalog.models import ModelVersion, Variant, VariantStatus
 from catalog.selectors.jobs import teams_of
 from catalog.selectors.variants import variant_resolve
 from catalog.selectors.visibility import models_visible, visibility_q
-from catalog.storage import artifact_key, artifact_open, artifact_storage
+from catalog.storage import artifact_key, artifact_open, artifact_open_range, artifact_storage
 
 
 def variant_body(variant: Variant, request: Any) -> dict[str, Any]:
@@ -107,25 +107,6 @@ def version_compile_request(request: Request, version_id: int) -> Response:
 # --- download -----------------------------------------------------------------
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class _RangeFile:
-    """A file-like view of ``length`` bytes from ``start`` (streamed in chunks)."""
-
-    def __init__(self, fh: IO[bytes], start: int, length: int) -> None:
-        self.fh, self.remaining = fh, length
-        fh.seek(start)
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        size = self.remaining if size < 0 else min(size, self.remaining)
-        data = self.fh.read(size)
-        self.remaining -= len(data)
-        return data
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 def _user(request: HttpRequest) -> Any:
@@ -242,8 +223,7 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
     else:
         if start == 0:
             Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
-        fh = artifact_open(variant.sha256)
-        body: Any = fh if status == 200 else _RangeFile(fh, start, length)
+        body = artifact_open(variant.sha256) if status == 200 else artifact_open_range(variant.sha256, start, length)
         streamed = FileResponse(body, status=status, content_type="application/x-tar")
         # Full files go out through sendfile (wsgi.file_wrapper); ranges are
         # read in 1 MiB pieces, not FileResponse's default 4 KiB.

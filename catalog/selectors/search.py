@@ -46,9 +46,6 @@ class SearchParams:
     max_p95_ms: float | None = None
     sort: str = "relevance"
 
-    def active_filters(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in ("", None) and k != "sort"}
-
 
 @dataclass
 class SearchResult:
@@ -179,7 +176,7 @@ def _variant_mask(index: FacetIndex, p: SearchParams) -> np.ndarray | None:
     return mask
 
 
-def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -> SearchResult:
+def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     """Search the models ``user`` may see.
 
     Tree filters select the node's subtree through the indexed path prefix;
@@ -229,19 +226,18 @@ def model_search(*, user: Any, params: SearchParams, with_facets: bool = True) -
     positions = np.flatnonzero(mask)
     facets: dict[str, list[TreeNode]] = {}
     team_counts: list[tuple[str, str, int]] = []
-    if with_facets:
-        for kind, column in columns.items():
-            counts = np.bincount(column[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
-            own = {int(i): int(n) for i, n in enumerate(counts) if n}
-            facets[kind] = taxonomy_tree(
-                kind=kind, own_counts=own, selected=selected.get(kind, ""), rows=index.node_rows[kind]
-            )
-        teams = index.teams
-        per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
-        team_counts = sorted(
-            ((teams[i].slug, teams[i].name, int(n)) for i, n in enumerate(per_team) if n and i in teams),
-            key=lambda t: (-t[2], t[0]),
+    for kind, column in columns.items():
+        counts = np.bincount(column[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
+        own = {int(i): int(n) for i, n in enumerate(counts) if n}
+        facets[kind] = taxonomy_tree(
+            kind=kind, own_counts=own, selected=selected.get(kind, ""), rows=index.node_rows[kind]
         )
+    teams = index.teams
+    per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
+    team_counts = sorted(
+        ((teams[i].slug, teams[i].name, int(n)) for i, n in enumerate(per_team) if n and i in teams),
+        key=lambda t: (-t[2], t[0]),
+    )
 
     sort = p.sort if p.sort in SORTS else "relevance"
     ids = index.ids[positions]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from catalog.models import TaxonomyNode
 from catalog.taxonomy import TAXONOMIES
 
 
@@ -33,13 +32,6 @@ class TreeNode:
             "count": self.count,
             "children": [c.as_dict(prune=prune) for c in children],
         }
-
-
-def taxonomy_node_get(*, kind: str, path: str) -> TaxonomyNode:
-    node = TAXONOMIES[kind]._default_manager.filter(path=path.strip("/")).first()
-    if node is None:
-        raise UnknownTaxonomyNode(kind, path)
-    return node
 
 
 def taxonomy_tree(

@@ -9,15 +9,10 @@ from typing import Any
 
 import numpy as np
 
-# Files a Hugging Face encoder directory needs at inference time.
-ENCODER_FILES = (
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
+# A fast tokenizer's files (those present are copied), and everything a
+# Hugging Face encoder directory needs at inference time.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+ENCODER_FILES = ("config.json", "model.safetensors", *TOKENIZER_FILES)
 
 
 def load(model_dir: Path, device: str | None = None) -> tuple[Any, Any]:
