@@ -7,17 +7,32 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint venv migrate seed worker web bench-search clean
+.PHONY: run test lint venv venv-runtime chromium migrate seed worker web bench-search clean
 
-$(BIN)/.installed: requirements.txt
+# Two install stamps: `make run` needs only the run-time set (requirements.txt);
+# `make test`/`make lint` install the development set (requirements-dev.txt,
+# which includes requirements.txt).
+$(BIN)/.installed-runtime: requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(BIN)/.installed-runtime $@
+
+venv-runtime: $(BIN)/.installed-runtime
+
 venv: $(BIN)/.installed
 
-migrate: venv
+# Debian's chromium for the browser tests (apt-get as root, sudo otherwise).
+chromium:
+	@bash scripts/ensure_chromium.sh
+
+migrate: venv-runtime
 	$(BIN)/python manage.py migrate --noinput
 
 seed: migrate
@@ -35,7 +50,7 @@ lint: venv
 
 # The SQLite suite always; the same suite on PostgreSQL (and the Celery broker
 # named by CELERY_BROKER_URL) when DATABASE_URL points at a server.
-test: lint
+test: lint chromium
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(BIN)/pytest
 	@if [ -n "$$DATABASE_URL" ]; then \
 		echo "== service-backed suite: DATABASE_URL=$$DATABASE_URL CELERY_BROKER_URL=$$CELERY_BROKER_URL"; \
