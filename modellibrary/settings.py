@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "catalog.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "catalog.api.errors.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,14 +91,41 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# Keep connections between requests (a new PostgreSQL connection forks a
-# backend: milliseconds per request); checked before reuse.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The web server's shape (scripts/run.py and modellibrary/gunicorn.conf.py read
+# these too): worker processes × threads, from the CPU count by default.
+WEB_WORKERS = env.int("WEB_WORKERS", default=max(2, min(os.cpu_count() or 1, 8)))
+WEB_THREADS = env.int("WEB_THREADS", default=4)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # WAL lets the web process read while the worker writes.
-    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    # WAL lets readers run while one writer writes; IMMEDIATE takes the write
+    # lock when a transaction begins, so a writer waits (up to ``timeout`` s)
+    # for its turn instead of failing with "database is locked" when a read
+    # transaction cannot be upgraded. synchronous=NORMAL is safe under WAL.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    _sqlite = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    _sqlite["transaction_mode"] = "IMMEDIATE"
+    _sqlite.setdefault("timeout", env.int("SQLITE_TIMEOUT_S", default=30))
+elif DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DATABASE_POOL", default=True):
+    # A bounded psycopg pool per process: at most WEB_WORKERS × max_size
+    # connections from the web server, whatever the number of clients; a
+    # request waits up to ``timeout`` s for a free connection. The pool
+    # requires CONN_MAX_AGE = 0 (the connection goes back to the pool).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=WEB_THREADS),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=20.0),
+    }
+else:
+    # Keep connections between requests (a new PostgreSQL connection forks a
+    # backend: milliseconds per request); checked before reuse.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+
+# Per-process memory cache by default (entries are keyed by the catalogue's
+# generation token, so a write anywhere invalidates them everywhere); set
+# CACHE_URL (e.g. redis://127.0.0.1:6379/1) to share one between processes.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://modellibrary")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -112,6 +141,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# WhiteNoise serves STATIC_ROOT (``collectstatic``, run by scripts/run.py); in
+# development it also finds files in the app folders directly.
+WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog:index"
@@ -165,6 +197,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR),
         "data_folder_out": str(BROKER_DIR),
+        # The exchange → queue tables; kombu's default is ./control in the
+        # current directory (the repository root).
+        "control_folder": str(BROKER_DIR / "control"),
         # The transport polls its folder; the default (1 s) adds up to a
         # second to every job's start.
         "polling_interval": 0.2,
