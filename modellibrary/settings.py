@@ -2,9 +2,14 @@
 
 Every variable has an embedded default so that ``make run`` needs no server:
 SQLite under ``var/``, artifacts on the filesystem under ``var/artifacts/`` and
-Celery over kombu's filesystem transport under ``var/broker/``. Set
-``DJANGO_DEBUG=0`` for production: it then refuses to start without
-``DJANGO_SECRET_KEY``.
+Celery over kombu's filesystem transport under ``var/broker/``.
+
+``DEBUG`` is off unless ``DJANGO_DEBUG=1``. With it off the site is
+HTTPS-only (HSTS, SSL redirect, secure cookies; see "Security" below) except
+when ``MODELLIBRARY_LOCAL_HTTP=1``, which only the loopback launcher
+(``scripts/run.py``, ``make run``) and the test settings set. Without
+``DJANGO_SECRET_KEY`` a random key is generated once into ``var/secret_key``
+(mode 0600); production sets ``DJANGO_SECRET_KEY`` (the same on every host).
 """
 
 from __future__ import annotations
@@ -22,12 +27,60 @@ env = environ.Env()
 VAR_DIR = Path(env("MODELLIBRARY_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (production).")
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# --- Security -------------------------------------------------------------------
+# DEBUG is opt-in: with it off, errors render the branded 404/500 pages and
+# never list URL patterns or the process environment.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Plain HTTP on loopback (``make run``): turns the HTTPS-only settings below
+# off. Only scripts/run.py and the test settings set it; never behind a proxy.
+LOCAL_HTTP = env.bool("MODELLIBRARY_LOCAL_HTTP", default=False)
+
+
+def _generated_secret_key(path: Path) -> str:
+    """A random key made once and kept in ``path`` (0600), so that a fresh clone
+    needs no secret and sessions survive restarts; concurrent first starts agree
+    (the first link wins)."""
+    if not path.exists():
+        import secrets
+
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or _generated_secret_key(VAR_DIR / "secret_key")
+
+# HTTPS-only unless debugging or on the loopback launcher. Production runs
+# behind a TLS-terminating proxy (README, "Production"): it must set
+# X-Forwarded-Proto (overwriting any value the client sent), which
+# SECURE_PROXY_SSL_HEADER trusts to tell an HTTPS request from plain HTTP;
+# turn that off with DJANGO_SECURE_PROXY_SSL_HEADER=0 when Django terminates
+# TLS itself or the proxy does not set the header.
+HTTPS_ONLY = not DEBUG and not LOCAL_HTTP
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+if HTTPS_ONLY and env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=True):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS: one year. includeSubDomains and preload are on by default: the
+# catalogue's host name has no plain-HTTP subdomains, and ``preload`` only
+# allows a submission to the browsers' preload list (which is made for a
+# registrable domain by its owner, never by this header). Turn either off with
+# DJANGO_HSTS_INCLUDE_SUBDOMAINS=0 / DJANGO_HSTS_PRELOAD=0, HSTS itself with
+# DJANGO_HSTS_SECONDS=0 (check --deploy then warns).
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000) if HTTPS_ONLY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -48,7 +101,6 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "catalog",
@@ -220,7 +272,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- API ----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # ``Authorization: Token <key>`` (or ``Bearer <key>``); keys stored hashed.
+        "catalog.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
@@ -254,7 +307,15 @@ LOGGING = {
 DATASET_MAX_BYTES = env.int("DATASET_MAX_BYTES", default=20 * 1024 * 1024)
 DATASET_MAX_ROWS = env.int("DATASET_MAX_ROWS", default=200_000)
 DATASET_MAX_TEXT_CHARS = env.int("DATASET_MAX_TEXT_CHARS", default=2_000)
+# More labels than this is refused (a classifier head and its confusion matrix grow with it).
+DATASET_MAX_LABELS = env.int("DATASET_MAX_LABELS", default=200)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Model registration: a request larger than MODEL_MAX_BYTES is refused by its
+# Content-Length before a byte is read; uploaded files go to temporary files
+# (never whole in memory) and are hashed into the artifact store.
+MODEL_MAX_BYTES = env.int("MODEL_MAX_BYTES", default=8 * 1024**3)
+MODEL_MAX_FILES = env.int("MODEL_MAX_FILES", default=100)  # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FILES (100)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # A running job whose heartbeat is older than this is taken to have lost its
 # worker and is claimed again (by a worker starting or finishing a task).
 FINETUNE_STALE_AFTER_S = env.int("FINETUNE_STALE_AFTER_S", default=120)

@@ -19,6 +19,7 @@ class Limits:
     max_bytes: int = 20 * 1024 * 1024
     max_rows: int = 200_000
     max_text_chars: int = 2_000
+    max_labels: int = 200
     min_examples_per_label: int = 2
     max_issues: int = 50
 
@@ -100,19 +101,31 @@ def parse_labelled_text(
         raise DatasetInvalid(
             [Issue(f"the file is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}, line {line})")]
         ) from exc
+    if "\x00" in text:
+        # A NUL is never text; PostgreSQL cannot store it either. Refuse it
+        # with the lines that hold one rather than strip it silently.
+        lines = [n for n, line in enumerate(text.splitlines(), start=1) if "\x00" in line]
+        raise DatasetInvalid(
+            [Issue(f"line {n} contains a NUL byte; remove it and upload again") for n in lines[: limits.max_issues]]
+        )
     fmt = detect_format(file_name, data[:64])
-    rows, columns = _read_jsonl(text) if fmt == "jsonl" else _read_csv(text)
+    # Reading stops one row past the limit: a file of millions of tiny rows is
+    # refused without parsing them all.
+    rows, columns = (_read_jsonl if fmt == "jsonl" else _read_csv)(text, limits.max_rows + 1)
     issues: list[Issue] = []
     for name, role in ((text_column, "text"), (label_column, "label")):
         if name not in columns:
-            found = ", ".join(repr(c) for c in columns) or "none"
-            issues.append(Issue(f"no {role} column named {name!r}; the columns are {found}", column=name))
+            found = ", ".join(repr(c[:40]) for c in columns[:10]) or "none"
+            more = f" and {len(columns) - 10:,} more" if len(columns) > 10 else ""
+            issues.append(Issue(f"no {role} column named {name!r}; the columns are {found}{more}", column=name))
     if issues:
-        raise DatasetInvalid(issues)
+        # Unreadable lines explain a missing column (a JSONL file none of whose lines parsed).
+        unreadable = [row for _, row in rows if isinstance(row, Issue)]
+        raise DatasetInvalid((unreadable + issues)[: limits.max_issues])
     if not rows:
         raise DatasetInvalid([Issue("the file has a header but no data rows")])
     if len(rows) > limits.max_rows:
-        raise DatasetInvalid([Issue(f"{len(rows):,} rows; the limit is {limits.max_rows:,}")])
+        raise DatasetInvalid([Issue(f"more than {limits.max_rows:,} rows; the limit is {limits.max_rows:,}")])
 
     texts: list[str] = []
     labels: list[str] = []
@@ -122,9 +135,14 @@ def parse_labelled_text(
         if isinstance(row, Issue):
             issues.append(row)
             continue
-        value, label = row.get(text_column), row.get(label_column)
-        value = "" if value is None else str(value).strip()
-        label = "" if label is None else str(label).strip()
+        value, label = _cell(row.get(text_column)), _cell(row.get(label_column))
+        for cell, column in ((value, text_column), (label, label_column)):
+            if isinstance(cell, Issue):
+                issues.append(Issue(cell.message, row=number, column=column))
+        if isinstance(value, Issue) or isinstance(label, Issue):
+            if len(issues) >= limits.max_issues:
+                break
+            continue
         if not value:
             issues.append(Issue("the text is empty", row=number, column=text_column))
         elif len(value) > limits.max_text_chars:
@@ -151,6 +169,16 @@ def parse_labelled_text(
     counts = Counter(labels)
     if len(counts) < 2:
         raise DatasetInvalid([Issue(f"at least 2 labels are needed; found {len(counts)}", column=label_column)])
+    if len(counts) > limits.max_labels:
+        raise DatasetInvalid(
+            [
+                Issue(
+                    f"{len(counts):,} distinct labels; the limit is {limits.max_labels:,} "
+                    "(merge rare labels, or ask an administrator to raise DATASET_MAX_LABELS)",
+                    column=label_column,
+                )
+            ]
+        )
     rare = sorted(name for name, n in counts.items() if n < limits.min_examples_per_label)
     if rare:
         raise DatasetInvalid(
@@ -160,7 +188,7 @@ def parse_labelled_text(
                     f"{limits.min_examples_per_label}",
                     column=label_column,
                 )
-                for name in rare
+                for name in rare[: limits.max_issues]
             ]
         )
     return LabelledText(
@@ -173,7 +201,20 @@ def parse_labelled_text(
     )
 
 
-def _read_csv(text: str) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list[str]]:
+def _cell(value: Any) -> str | Issue:
+    """A text or label cell as a stripped string; a JSON object or array is
+    refused (``str()`` of one is not text, and a deep one would recurse)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return Issue("must be a string, not a JSON object or array")
+    text = str(value).strip()
+    if "\x00" in text:  # a JSON "\u0000" escape
+        return Issue("contains a NUL character")
+    return text
+
+
+def _read_csv(text: str, max_rows: int) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list[str]]:
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -186,6 +227,8 @@ def _read_csv(text: str) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list
     rows: list[tuple[int, dict[str, Any] | Issue]] = []
     try:
         for number, cells in enumerate(reader, start=1):
+            if len(rows) >= max_rows:
+                break
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
@@ -197,16 +240,25 @@ def _read_csv(text: str) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list
     return rows, header
 
 
-def _read_jsonl(text: str) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list[str]]:
+def _read_jsonl(text: str, max_rows: int) -> tuple[list[tuple[int, dict[str, Any] | Issue]], list[str]]:
     rows: list[tuple[int, dict[str, Any] | Issue]] = []
     columns: dict[str, None] = {}
     for number, line in enumerate(text.splitlines(), start=1):
+        if len(rows) >= max_rows:
+            break
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             rows.append((number, Issue(f"not valid JSON: {exc.msg}", row=number)))
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            rows.append((number, Issue(f"not valid JSON: {exc}", row=number)))
+            continue
+        except RecursionError:
+            # ``[[[[…]]]]`` thousands of levels deep exhausts the parser's stack.
+            rows.append((number, Issue("the JSON is nested too deeply", row=number)))
             continue
         if not isinstance(obj, dict):
             rows.append((number, Issue("each line must be a JSON object", row=number)))

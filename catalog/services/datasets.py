@@ -19,6 +19,7 @@ def dataset_limits() -> Limits:
         max_bytes=settings.DATASET_MAX_BYTES,
         max_rows=settings.DATASET_MAX_ROWS,
         max_text_chars=settings.DATASET_MAX_TEXT_CHARS,
+        max_labels=settings.DATASET_MAX_LABELS,
     )
 
 
@@ -113,5 +114,5 @@ def dataset_load(*, version: DatasetVersion) -> LabelledText:
         file_name=version.file_name or f"data.{version.format}",
         text_column=version.text_column,
         label_column=version.label_column,
-        limits=Limits(max_bytes=max(len(data), 1), max_rows=10**9, max_text_chars=10**9),
+        limits=Limits(max_bytes=max(len(data), 1), max_rows=10**9, max_text_chars=10**9, max_labels=10**9),
     )

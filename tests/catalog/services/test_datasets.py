@@ -38,6 +38,8 @@ def test_upload_is_content_addressed_and_reused(make_team: Any, tickets_csv: byt
         b"text,label\n\xff\xfe,a\n",
         b"text,label\nhi,a\nho,a\n",
         b"text,label\nhi,a\nho,b\nhu,b\n",
+        b"text,label\nhi,a\nho,a\nh\x00u,b\nhe,b\n",
+        b'{"text": "hi", "label": "a"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n",
     ],
 )
 def test_a_bad_upload_stores_nothing(make_team: Any, data: bytes, artifact_store: Path, settings: Any) -> None:
@@ -56,3 +58,14 @@ def test_an_oversized_upload_is_refused_before_parsing(make_team: Any, settings:
             team=make_team("Team A"), source=io.BytesIO(b"text,label\n" + b"x,a\n" * 50), file_name="big.csv"
         )
     assert DatasetVersion.objects.count() == 0
+
+
+def test_the_label_cap_comes_from_the_settings(make_team: Any, settings: Any, artifact_store: Path) -> None:
+    data = b"text,label\n" + b"".join(b"t%d,l%d\nu%d,l%d\n" % (i, i, i, i) for i in range(4))
+    settings.DATASET_MAX_LABELS = 3
+    with pytest.raises(DatasetInvalid, match="4 distinct labels; the limit is 3"):
+        dataset_upload(team=make_team("Team A"), source=io.BytesIO(data), file_name="many.csv")
+    assert stored_files(artifact_store) == []
+    settings.DATASET_MAX_LABELS = 4
+    version, _ = dataset_upload(team=make_team("Team A"), source=io.BytesIO(data), file_name="many.csv")
+    assert len(version.labels) == 4
