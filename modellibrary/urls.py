@@ -9,3 +9,6 @@ urlpatterns = [
     path("api/v1/", include("catalog.api.urls")),
     path("", include("catalog.urls")),
 ]
+
+handler404 = "catalog.api.errors.api_handler404"
+handler500 = "catalog.api.errors.api_handler500"

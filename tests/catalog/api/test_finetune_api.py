@@ -4,11 +4,11 @@ import io
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import FineTuneJob, JobStatus, ModelVersion, VersionStatus
 from catalog.services.finetune import finetune_execute
+from catalog.services.tokens import api_token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def alice(make_team: Any, make_user: Any) -> APIClient:
     user = make_user("alice", make_team("Team A"))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='test')}")
     return client
 
 
@@ -132,7 +132,8 @@ def test_bad_job_requests_get_a_400(
     body = {"base": "tiny-encoder", "dataset": dataset, "name": "Router", **payload}
     response = alice.post("/api/v1/finetune-jobs/", body, format="json")
     assert response.status_code == 400
-    assert field in response.json()
+    assert response.json()["code"] == "invalid"
+    assert field in response.json()["errors"]
     assert FineTuneJob.objects.count() == 0
 
 
@@ -141,7 +142,7 @@ def test_a_non_text_base_is_refused(alice: APIClient, make_model: Any, tickets_c
     dataset = upload(alice, tickets_csv).json()["id"]
     response = alice.post("/api/v1/finetune-jobs/", {"base": "digits", "dataset": dataset, "name": "X"}, format="json")
     assert response.status_code == 400
-    assert "fine-tuning needs one of" in response.json()["base"][0]
+    assert "fine-tuning needs one of" in response.json()["errors"]["base"][0]
 
 
 def test_cancel_a_queued_job_and_other_teams_see_nothing(
@@ -152,7 +153,9 @@ def test_cancel_a_queued_job_and_other_teams_see_nothing(
         "/api/v1/finetune-jobs/", {"base": "tiny-encoder", "dataset": dataset, "name": "R"}, format="json"
     ).json()["id"]
     bob = APIClient()
-    bob.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('bob', make_team('Team B'))).key}")
+    bob.credentials(
+        HTTP_AUTHORIZATION=f"Token {api_token_create(user=make_user('bob', make_team('Team B')), name='test')}"
+    )
     assert bob.get(f"/api/v1/finetune-jobs/{job_id}/").status_code == 404
     assert bob.post(f"/api/v1/finetune-jobs/{job_id}/cancel/").status_code == 404
     assert alice.post(f"/api/v1/finetune-jobs/{job_id}/cancel/").json()["status"] == "cancelled"

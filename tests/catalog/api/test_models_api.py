@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import Visibility
+from catalog.services.tokens import api_token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ def client() -> APIClient:
 
 def token_client(user: Any) -> APIClient:
     c = APIClient()
-    c.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    c.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='test')}")
     return c
 
 
@@ -71,7 +71,10 @@ def test_bad_parameters_get_a_400_with_a_json_reason(
 ) -> None:
     response = client.get("/api/v1/models/", params)
     assert response.status_code == 400
-    assert field in response.json()
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert field in body["errors"]
+    assert field in body["detail"]
 
 
 def test_private_models_by_token(make_model: Any, make_team: Any, make_user: Any, client: APIClient) -> None:
