@@ -1,12 +1,21 @@
-"""Start the web server and one Celery worker together; Ctrl-C (or SIGTERM)
-stops both, and if either dies the other is stopped too.
+"""Serve the app with gunicorn and run the Celery worker(s) beside it; Ctrl-C
+(or SIGTERM) stops them all gracefully, and if one dies the others are stopped
+too.
 
-    python scripts/run.py [--port 8000]
+    python scripts/run.py [--port 8000] [--web-workers N] [--threads N]
+                          [--worker-queues celery,finetune,compile ...]
+
+The web server is the production one (gunicorn, gthread workers × threads
+from the CPU count, see modellibrary/gunicorn.conf.py; static files by
+WhiteNoise). ``--worker-queues`` may be given several times: one Celery worker
+per value, e.g. ``--worker-queues celery,finetune --worker-queues compile``
+keeps compiles from delaying fine-tunes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -20,26 +29,49 @@ BIN = Path(sys.executable).parent
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", default="8000")
+    parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+    parser.add_argument("--web-workers", type=int, default=None, help="gunicorn processes (default: CPU count)")
+    parser.add_argument("--threads", type=int, default=None, help="threads per gunicorn process (default 4)")
+    parser.add_argument(
+        "--worker-queues",
+        action="append",
+        default=None,
+        help="queues of one Celery worker; repeat for several workers (default: one worker, every queue)",
+    )
     args = parser.parse_args()
-    procs = [
-        subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "modellibrary",
-                "worker",
-                "-Q",
-                "celery,finetune,compile",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-        ),
-        subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{args.port}"], cwd=ROOT),
+    env = dict(os.environ)
+    env["PORT"] = str(args.port)
+    # Plain HTTP on loopback: the HTTPS-only production settings stay off
+    # (modellibrary/settings.py, "Security").
+    env.setdefault("MODELLIBRARY_LOCAL_HTTP", "1")
+    if args.web_workers:
+        env["WEB_WORKERS"] = str(args.web_workers)
+    if args.threads:
+        env["WEB_THREADS"] = str(args.threads)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+    commands = [
+        [
+            str(BIN / "celery"),
+            "-A",
+            "modellibrary",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"worker{i}@%h",
+            "--loglevel",
+            "INFO",
+        ]
+        for i, queues in enumerate(args.worker_queues or ["celery,finetune,compile"], start=1)
     ]
+    commands.append([str(BIN / "gunicorn"), "-c", "modellibrary/gunicorn.conf.py", "modellibrary.wsgi"])
+    # Each child in its own session: Ctrl-C reaches this launcher only, which
+    # then stops the children with SIGTERM (gunicorn and Celery: graceful).
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True) for cmd in commands]
     stopping = False
 
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
@@ -47,7 +79,7 @@ def main() -> int:
         stopping = True
         for p in procs:
             if p.poll() is None:
-                p.terminate()  # celery: warm shutdown; runserver: exits
+                p.terminate()
 
     # Installed explicitly: a launcher started in the background may have
     # inherited SIGINT as ignored, and then a shell trap could not catch it.

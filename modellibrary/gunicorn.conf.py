@@ -1,0 +1,50 @@
+"""gunicorn settings for ``make run`` and production alike.
+
+    gunicorn -c modellibrary/gunicorn.conf.py modellibrary.wsgi
+
+Worker processes × threads come from ``WEB_WORKERS`` / ``WEB_THREADS`` (by
+default the CPU count, 2 to 8 processes, and 4 threads each: requests spend
+part of their time waiting on the database and on file I/O). Each process
+holds its own bounded database pool (``DATABASE_POOL_MAX_SIZE``, default
+``WEB_THREADS``), so the server never opens more than workers × threads
+PostgreSQL connections.
+"""
+
+from __future__ import annotations
+
+import os
+
+_cpus = os.cpu_count() or 1
+
+bind = os.environ.get("WEB_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_WORKERS", max(2, min(_cpus, 8))))
+threads = int(os.environ.get("WEB_THREADS", 4))
+worker_class = "gthread"
+# Keep-alive connections are cheap with gthread; clients that reuse them skip
+# a TCP handshake per request.
+keepalive = int(os.environ.get("WEB_KEEPALIVE_S", 5))
+# Downloads stream with sendfile; a slow client must not hold a thread forever.
+timeout = int(os.environ.get("WEB_TIMEOUT_S", 60))
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT_S", 20))
+# Recycle a worker now and then (jittered, so not all at once): bounds any
+# slow growth of a process's memory.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", 20000))
+max_requests_jitter = max_requests // 10
+# Import the app once in the master; workers share its pages (copy-on-write).
+preload_app = True
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+proc_name = "modellibrary-web"
+
+
+def pre_fork(server: object, worker: object) -> None:
+    # Workers must not inherit the master's database connection or pool (none
+    # is opened at import, but be sure): each worker opens its own.
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
