@@ -56,7 +56,11 @@ def _generated_secret_key(path: Path) -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or _generated_secret_key(VAR_DIR / "secret_key")
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# ``check --deploy`` warns while the key comes from the file (security.W900).
+SECRET_KEY_GENERATED = not SECRET_KEY
+if SECRET_KEY_GENERATED:
+    SECRET_KEY = _generated_secret_key(VAR_DIR / "secret_key")
 
 # HTTPS-only unless debugging or on the loopback launcher. Production runs
 # behind a TLS-terminating proxy (README, "Production"): it must set
@@ -68,8 +72,11 @@ HTTPS_ONLY = not DEBUG and not LOCAL_HTTP
 SECURE_SSL_REDIRECT = HTTPS_ONLY
 SESSION_COOKIE_SECURE = HTTPS_ONLY
 CSRF_COOKIE_SECURE = HTTPS_ONLY
-if HTTPS_ONLY and env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=True):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if HTTPS_ONLY and env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=True)
+    else None
+)
 # HSTS: one year. includeSubDomains and preload are on by default: the
 # catalogue's host name has no plain-HTTP subdomains, and ``preload`` only
 # allows a submission to the browsers' preload list (which is made for a
@@ -81,6 +88,27 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp) ------------------------------------------
+# Scripts, styles, fonts and connections from this origin only: no inline
+# script or style, no eval. The pages keep their behaviour in static/js/ and
+# their looks in static/css/app.css; htmx's own indicator <style> is turned off
+# by the htmx-config meta tag in base.html. img-src allows data: URIs (icons
+# inlined by the API docs' stylesheet).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -103,6 +131,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
+    "modellibrary.security",
     "catalog",
 ]
 
@@ -111,6 +141,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "catalog.api.errors.ApiErrorMiddleware",
+    # Content-Security-Policy header (policy below, "Content-Security-Policy").
+    "csp.middleware.CSPMiddleware",
+    # 429 for a client address after repeated wrong API credentials.
+    "modellibrary.security.throttling.AuthFailureThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -178,6 +212,30 @@ else:
 # generation token, so a write anywhere invalidates them everywhere); set
 # CACHE_URL (e.g. redis://127.0.0.1:6379/1) to share one between processes.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://modellibrary")}
+# Failed-authentication counters and login lockouts: one store for every web
+# process (a database table by default, created by ``migrate``).
+SECURITY_CACHE = "security"
+CACHES[SECURITY_CACHE] = env.cache("SECURITY_CACHE_URL", default="dbcache://modellibrary_security_cache")
+
+# --- Throttling ---------------------------------------------------------------------
+# API requests per user (token or session) and per anonymous client address, in
+# DRF's "N/second|minute|hour|day" form; "off" disables one. Counted in the
+# default cache: per web process unless CACHE_URL names a shared cache.
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="1200/minute")
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="300/minute")
+# Wrong API credentials (401) from one client address: past the limit within
+# the window, requests with credentials from it answer 429 until the window ends.
+AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", default=20)
+AUTH_FAILURE_WINDOW_S = env.int("AUTH_FAILURE_WINDOW_S", default=60)
+# Wrong passwords for one username from one client address: after the limit,
+# that pair is locked (the right password refused too) for LOGIN_LOCKOUT_S.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_S = env.int("LOGIN_LOCKOUT_S", default=900)
+AUTHENTICATION_BACKENDS = ["modellibrary.security.backends.LockoutModelBackend"]
+# How many proxies' X-Forwarded-For entries to trust for the client address:
+# behind the production proxy one (the address it appends), else none (a
+# client cannot choose its address by sending the header).
+NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=1 if SECURE_PROXY_SSL_HEADER else 0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -283,6 +341,11 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "modellibrary.security.throttling.ApiUserRateThrottle",
+        "modellibrary.security.throttling.ApiAnonRateThrottle",
+    ],
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model Library API",

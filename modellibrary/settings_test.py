@@ -9,6 +9,11 @@ import os
 import tempfile
 
 os.environ.setdefault("MODELLIBRARY_VAR_DIR", tempfile.mkdtemp(prefix="modellibrary-test-"))
+# Tests and the live servers they start speak plain HTTP (http://testserver,
+# http://127.0.0.1:port): the HTTPS-only settings stay off, here and in the
+# worker processes that inherit the environment. tests/test_settings.py checks
+# the production settings in a subprocess without it.
+os.environ.setdefault("MODELLIBRARY_LOCAL_HTTP", "1")
 
 from modellibrary.settings import *  # noqa: E402,F403
 from modellibrary.settings import DATABASES, VAR_DIR  # noqa: E402
@@ -19,3 +24,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 COMPILE_ON_READY = False  # tests that want it turn it on
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Request rates off for the suite (thousands of API requests from one address,
+# schemathesis's wrong-credential cases included); tests/test_security*.py turn
+# them on with override_settings and check the production defaults.
+API_THROTTLE_USER = "off"
+API_THROTTLE_ANON = "off"
+AUTH_FAILURE_LIMIT = 1_000_000

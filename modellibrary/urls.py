@@ -3,8 +3,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from modellibrary.security.views import LoginView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Django's login view with the lockout's message (modellibrary/security).
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include("catalog.api.urls")),
     path("", include("catalog.urls")),
