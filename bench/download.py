@@ -89,6 +89,10 @@ def main() -> None:
         "DJANGO_SETTINGS_MODULE": "modellibrary.settings",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-" + "x" * 40,
+        # Plain HTTP on loopback, and no request-rate limit on the measured client.
+        "MODELLIBRARY_LOCAL_HTTP": "1",
+        "API_THROTTLE_ANON": "off",
+        "API_THROTTLE_USER": "off",
     }
     for key in ("DATABASE_URL", "CELERY_BROKER_URL", "ARTIFACT_STORAGE"):
         env.pop(key, None)

@@ -108,7 +108,15 @@ def main() -> None:
 
     import requests
 
-    env = {**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + "x" * 40}
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-" + "x" * 40,
+        # Plain HTTP on loopback, and no request-rate limit on the measured client.
+        "MODELLIBRARY_LOCAL_HTTP": "1",
+        "API_THROTTLE_ANON": "off",
+        "API_THROTTLE_USER": "off",
+    }
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
