@@ -82,7 +82,7 @@ def folder_files(folder: Path) -> tuple[list[LocalFile], list[str]]:
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             name, shown = entry.name, printable(entry.name, 120)
-            if name.startswith("."):
+            if name.startswith(".") and FILE_NAME.fullmatch(name[1:]):  # .git, .gitattributes: not the model's
                 skipped.append(shown)
                 continue
             st = entry.stat(follow_symlinks=False)

@@ -1,0 +1,378 @@
+"""The push CLI against a small fake server that checks what arrives (the
+multipart body, file names, the sha256 of the bytes received), and refusals
+that must happen before anything is sent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from email import policy
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pullcli.__main__ import main as cli
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "push-token-456"
+SHA_LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")
+
+
+class FakeRegistry(ThreadingHTTPServer):
+    """The registration contract, recording every request it gets:
+    ``POST /api/v1/models/`` → 201 ``{slug, url}`` (409 for a name it has),
+    ``POST /api/v1/models/{slug}/versions/`` multipart ``files`` → 201
+    ``{version, status, files: [{name, sha256, size}], url}``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.url = f"http://127.0.0.1:{self.server_port}"
+        self.requests: list[dict[str, Any]] = []
+        self.models: dict[str, int] = {}  # slug → versions
+        self.uploads: list[dict[str, bytes]] = []
+        self.version_reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
+        self.create_reply: tuple[int, dict[str, str], bytes] | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeRegistry
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: dict[str, Any], **headers: str) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])  # the CLI must always send one
+        body = self.rfile.read(length)
+        record = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "size": len(body)}
+        self.server.requests.append(record)
+        if self.path == "/api/v1/models/":
+            record["json"] = payload = json.loads(body)
+            if self.server.create_reply is not None:
+                status, headers, raw = self.server.create_reply
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(raw))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(raw)
+                return
+            slug = re.sub(r"[^a-z0-9]+", "-", payload["name"].lower()).strip("-")
+            if slug in self.server.models:
+                self.reply(409, {"detail": "That model exists.", "code": "exists", "slug": slug})
+                return
+            self.server.models[slug] = 0
+            self.reply(201, {"slug": slug, "url": f"{self.server.url}/models/{slug}/"})
+            return
+        match = re.fullmatch(r"/api/v1/models/([a-z0-9-]+)/versions/", self.path)
+        if match is None or match.group(1) not in self.server.models:
+            self.reply(404, {"detail": "No such model.", "code": "not_found"})
+            return
+        message = BytesParser(policy=policy.HTTP).parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body
+        )
+        parts = [
+            (p.get_param("name", header="content-disposition"), p.get_filename(), p.get_payload(decode=True))
+            for p in message.iter_parts()
+        ]
+        assert all(field == "files" for field, _, _ in parts), parts
+        files = {str(name): data for _, name, data in parts if isinstance(data, bytes)}
+        assert len(files) == len(parts), "a file name sent twice"
+        self.server.uploads.append(files)
+        slug = match.group(1)
+        self.server.models[slug] += 1
+        answer = {
+            "version": self.server.models[slug],
+            "status": "ready",
+            "files": [{"name": n, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for n, d in files.items()],
+            "url": f"{self.server.url}/models/{slug}/?version={self.server.models[slug]}",
+        }
+        status = 201
+        if self.server.version_reply is not None:
+            status, answer = self.server.version_reply(answer)
+        self.reply(status, answer)
+
+
+@pytest.fixture
+def registry() -> Iterator[FakeRegistry]:
+    server = FakeRegistry()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+FILES = {
+    "config.json": b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}',
+    "model.safetensors": os.urandom(2_500_000),  # several 1 MiB chunks
+    "tokenizer.json": b'{"version": "1.0"}',
+    "README.md": b"---\nlicense: mit\n---\n# Tiny\n",
+}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    for name, data in FILES.items():
+        (folder / name).write_bytes(data)
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    (folder / ".git").mkdir()
+    return folder
+
+
+def push(registry: FakeRegistry, folder: Path, *extra: str, model: str = "acme/Tiny Bert") -> int:
+    return cli(["push", str(folder), "--model", model, "--server", registry.url, "--token", TOKEN, *extra])
+
+
+def test_push_registers_and_sends_every_file_with_its_sha256(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert push(registry, folder, "--summary", "Routes tickets", "--visibility", "internal") == 0
+    create, upload = registry.requests
+    assert create["json"] == {
+        "name": "Tiny Bert",
+        "team": "acme",
+        "visibility": "internal",
+        "summary": "Routes tickets",
+    }
+    assert upload["path"] == "/api/v1/models/tiny-bert/versions/"
+    assert create["headers"]["authorization"] == upload["headers"]["authorization"] == f"Token {TOKEN}"
+    assert upload["headers"]["content-type"].startswith("multipart/form-data; boundary=")
+    (received,) = registry.uploads
+    assert received == FILES  # every file, byte for byte; hidden entries skipped
+    out, err = capsys.readouterr()
+    lines = [SHA_LINE.match(line) for line in out.splitlines()]
+    assert {m.group(2): m.group(1) for m in lines if m} == {n: hashlib.sha256(d).hexdigest() for n, d in FILES.items()}
+    assert len(lines) == len(FILES)
+    assert "100.0%" in err  # the progress bar reached the end
+    assert "skipped hidden: .git, .gitattributes" in err
+    assert f"acme/Tiny Bert v1 (ready): {registry.url}/models/tiny-bert/?version=1" in err
+
+
+def test_push_to_an_existing_model_adds_a_version(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert push(registry, folder, "--quiet") == 0
+    (folder / "config.json").write_bytes(b'{"model_type": "bert", "changed": true}')
+    assert push(registry, folder) == 0
+    assert [r["path"] for r in registry.requests] == [
+        "/api/v1/models/",
+        "/api/v1/models/tiny-bert/versions/",
+        "/api/v1/models/",
+        "/api/v1/models/tiny-bert/versions/",
+    ]
+    assert registry.models == {"tiny-bert": 2}
+    assert registry.uploads[1]["config.json"] == b'{"model_type": "bert", "changed": true}'
+    err = capsys.readouterr().err
+    assert "exists: pushing a new version to it" in err
+    assert "v2 (ready)" in err
+
+
+def test_the_module_entry_points_run(registry: FakeRegistry, folder: Path) -> None:
+    for module in (["pullcli", "push"], ["pullcli.push"]):
+        done = subprocess.run(
+            [sys.executable, "-m", *module, str(folder), "--model", "acme/Tiny Bert", "--server", registry.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "MODEL_LIBRARY_TOKEN": TOKEN},
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{hashlib.sha256(FILES['config.json']).hexdigest()}  config.json" in done.stdout
+    assert registry.models == {"tiny-bert": 2}
+    assert registry.requests[0]["headers"]["authorization"] == f"Token {TOKEN}"
+
+
+def _make(folder: Path, kind: str) -> str:
+    """Add one thing push must refuse; return what the message names."""
+    if kind == "symlink":
+        (folder / "weights.safetensors").symlink_to("/etc/hostname")
+        return "weights.safetensors: a symbolic link"
+    if kind == "subfolder":
+        (folder / "1_Pooling").mkdir()
+        return "1_Pooling/: a subfolder"
+    if kind == "fifo":
+        os.mkfifo(folder / "pipe")
+        return "pipe: not a regular file"
+    if kind.startswith("name:"):
+        name = kind[5:]
+        (folder / name).write_bytes(b"x")
+        return "file names are plain ASCII"
+    (folder / kind).write_bytes(b"\x80\x02}q\x00.")  # a pickle
+    return f"{kind}: pickle weights are refused"
+
+
+REFUSED = [
+    "pytorch_model.bin",
+    "model.pt",
+    "model.pth",
+    "last.ckpt",
+    "head.pkl",
+    "MODEL.BIN",
+    "symlink",
+    "subfolder",
+    "fifo",
+    "name:..\\..\\x.json",
+    "name:model\u2024safetensors",
+    "name:\uff0e\uff0econfig.json",
+    "name:evil\nname.txt",
+    "name:space name.txt",
+]
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_push_refuses_before_sending_anything(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    reason = _make(folder, kind)
+    assert push(registry, folder) == 2
+    err = capsys.readouterr().err
+    assert "nothing was sent" in err
+    assert reason in err
+    assert registry.requests == []
+
+
+def test_push_lists_every_problem_at_once(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    (folder / "sub").mkdir()
+    assert push(registry, folder) == 2
+    err = capsys.readouterr().err
+    assert "pytorch_model.bin: pickle weights" in err
+    assert "sub/: a subfolder" in err
+    assert registry.requests == []
+
+
+def test_push_needs_a_token(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODEL_LIBRARY_TOKEN", raising=False)
+    assert cli(["push", str(folder), "--model", "acme/x", "--server", registry.url, "--token", ""]) == 1
+    assert "needs an API token" in capsys.readouterr().err
+    assert registry.requests == []
+
+
+def test_push_shows_the_servers_reasons(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry.version_reply = lambda _: (
+        400,
+        {
+            "detail": "The folder is not a model.",
+            "code": "invalid",
+            "errors": {"files": ["config.json: no model_type", "no *.safetensors weights"]},
+        },
+    )
+    assert push(registry, folder) == 1
+    err = capsys.readouterr().err
+    assert "upload failed: HTTP 400 [invalid]: The folder is not a model." in err
+    assert "  - files: config.json: no model_type" in err
+    assert "  - files: no *.safetensors weights" in err
+
+
+def test_push_catches_bytes_stored_differently(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def tamper(answer: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for item in answer["files"]:
+            if item["name"] == "model.safetensors":
+                item["sha256"] = "0" * 64
+        return 201, answer
+
+    registry.version_reply = tamper
+    assert push(registry, folder) == 3
+    err = capsys.readouterr().err
+    assert "the server stored different bytes" in err
+    assert "model.safetensors: sent sha256" in err
+
+
+def test_push_never_follows_a_redirect_with_its_token(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = FakeRegistry()
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        registry.create_reply = (307, {"Location": other.url + "/api/v1/models/"}, b"")
+        assert push(registry, folder) == 1
+        assert "HTTP 307" in capsys.readouterr().err
+        assert other.requests == []
+        assert len(registry.requests) == 1
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_push_streams_a_large_file_in_bounded_memory(registry: FakeRegistry, tmp_path: Path) -> None:
+    """48 MiB of weights go out with the client's Python heap peaking under 8 MiB."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    chunk = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    with open(folder / "model.safetensors", "wb") as fh:
+        for i in range(48):
+            piece = bytes([i]) + chunk[1:]
+            fh.write(piece)
+            digest.update(piece)
+    probe = (
+        "import sys, tracemalloc; from pullcli.__main__ import main; tracemalloc.start(); "
+        "rc = main(sys.argv[1:]); print('peak', tracemalloc.get_traced_memory()[1], file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "push",
+            str(folder),
+            "--model",
+            "acme/big",
+            "--server",
+            registry.url,
+            "--token",
+            TOKEN,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    peak = int(re.search(r"peak (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+    assert peak < 8 << 20, f"peak {peak / 1e6:.1f} MB"
+    print(f"push of 48 MiB: Python heap peak {peak / 1e6:.1f} MB")
+    assert done.stdout.split() == [digest.hexdigest(), "model.safetensors"]
+    (received,) = registry.uploads
+    assert hashlib.sha256(received["model.safetensors"]).hexdigest() == digest.hexdigest()
+
+
+def test_a_model_that_is_not_team_slash_name_is_a_usage_error(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        push(registry, folder, model="just-a-name")
+    assert usage.value.code == 2
+    assert "TEAM/NAME" in capsys.readouterr().err
+    assert registry.requests == []
