@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "csp",
     "modellibrary.security",
     "catalog",
+    "discovery",
 ]
 
 MIDDLEWARE = [

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from catalog.selectors.search import SORTS, SearchParams
+from catalog.selectors.search import SORTS, SearchParams, query_problem
 
 
 class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -30,6 +30,14 @@ class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     page = serializers.IntegerField(required=False, min_value=1, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+    def validate_q(self, value: str) -> str:
+        # Nothing searchable (only punctuation, one letter, only emoji) is refused,
+        # not read as "everything".
+        problem = query_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem, code="unsearchable")
+        return value
 
     def to_internal_value(self, data: Any) -> Any:
         # An empty number field in a form (?min_precision=) means "no bound".

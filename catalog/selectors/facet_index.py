@@ -18,6 +18,7 @@ import numpy as np
 
 from catalog.models import CatalogState, RegisteredModel, TaxonomyNode, Team, Variant, VariantStatus
 from catalog.taxonomy import TAXONOMIES
+from discovery.selectors import VectorIndex, vector_index_load
 
 
 @dataclass
@@ -57,6 +58,8 @@ class FacetIndex:
     nodes: dict[str, dict[int, TaxonomyNode]] = field(default_factory=dict)
     node_rows: dict[str, list[tuple[int, str, str, str, int]]] = field(default_factory=dict)
     teams: dict[int, Team] = field(default_factory=dict)
+    # Search embeddings, one row per entry of ``ids`` (discovery.selectors).
+    vectors: VectorIndex | None = None
 
     def positions(self, model_ids: list[int] | np.ndarray) -> np.ndarray:
         """Positions in ``ids`` of the given model ids (unknown ids dropped)."""
@@ -91,11 +94,11 @@ def facet_index() -> FacetIndex:
         if _current is None or _current.token != token:
             # The token is read before the rows: a write in between leaves a
             # newer token behind, and the next call reloads again.
-            _current = _load(token)
+            _current = _load(token, _current)
         return _current
 
 
-def _load(token: str) -> FacetIndex:
+def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
     rows = list(
         RegisteredModel.objects.order_by("id").values_list(
             "id",
@@ -154,4 +157,5 @@ def _load(token: str) -> FacetIndex:
         index.nodes[kind] = nodes
         index.node_rows[kind] = [(n.pk, n.path, n.slug, n.name, n.depth) for n in nodes.values()]
     index.teams = {t.pk: t for t in Team.objects.all()}
+    index.vectors = vector_index_load(ids, previous.vectors if previous is not None else None)
     return index

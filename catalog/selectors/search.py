@@ -90,6 +90,21 @@ def _terms(q: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(q)][:12]
 
 
+def query_problem(q: str) -> str | None:
+    """Why ``q`` cannot be searched (None: it can, or it is empty).
+
+    A question needs at least two letters or digits: only punctuation, one
+    letter or only emoji would otherwise match everything (or nothing useful)."""
+    if not q.strip():
+        return None
+    if sum(len(t) for t in _terms(q)) < 2:
+        return (
+            f"“{q.strip()[:40]}” has nothing to search for: type at least two letters or digits "
+            "(a name, a task, a label, or a question such as “classify emails by department”)."
+        )
+    return None
+
+
 def _postgres_tsquery(terms: list[str]) -> str:
     # Every term must match; a prefix match keeps the live search useful while
     # a word is still being typed. Terms are \w+ only, so no tsquery syntax leaks in.
@@ -143,6 +158,52 @@ def _fallback_matches(terms: list[str]) -> list[tuple[int, float]]:
             output_field=IntegerField(),
         )
     return list(qs.annotate(rank=rank).values_list("id", "rank"))
+
+
+# Reciprocal-rank fusion: score = sum over the keyword and the semantic lists of
+# 1 / (RRF_K + rank). A model whose slug is the question itself comes first.
+RRF_K = 60
+EXACT_BONUS = 1.0
+
+
+def _hybrid(
+    index: FacetIndex, q: str, mask: np.ndarray, text: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused relevance and the hit mask: keyword matches (every term) plus the
+    semantic neighbours of ``q`` among ``mask`` (cosine ≥ SEMANTIC_FLOOR, at
+    most SEMANTIC_TOP of them)."""
+    from django.utils.text import slugify
+
+    from discovery.selectors import query_vector
+
+    n = len(index.ids)
+    score = np.zeros(n, dtype=np.float64)
+    hit = np.zeros(n, dtype=bool)
+    text_ids, text_rank = text
+    if len(text_ids):
+        pos = index.positions(text_ids)
+        ranks = text_rank[np.isin(text_ids, index.ids[pos])]  # aligned with pos (unknown ids dropped)
+        keep = mask[pos]
+        pos, ranks = pos[keep], ranks[keep]
+        order = np.lexsort((-index.ids[pos], -ranks))
+        hit[pos] = True
+        score[pos[order]] += 1.0 / (RRF_K + np.arange(1, len(order) + 1))
+    vectors = index.vectors
+    if vectors is not None:
+        vector = query_vector(vectors, q)
+        if vector is not None:
+            sem_pos, _ = vectors.search(vector, mask)
+            hit[sem_pos] = True
+            score[sem_pos] += 1.0 / (RRF_K + np.arange(1, len(sem_pos) + 1))
+    slug = slugify(q)
+    if slug:
+        exact = RegisteredModel.objects.filter(slug=slug).values_list("pk", flat=True).first()
+        if exact is not None:
+            pos = index.positions([exact])
+            if len(pos) and mask[pos[0]]:
+                hit[pos[0]] = True
+                score[pos[0]] += EXACT_BONUS
+    return score, hit
 
 
 def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:
@@ -216,11 +277,7 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     rank = np.zeros(len(index.ids), dtype=np.float64)
     text = _text_matches(p.q, index.ids[mask])
     if text is not None:
-        text_ids, text_rank = text
-        pos = index.positions(text_ids)
-        hit = np.zeros(len(index.ids), dtype=bool)
-        hit[pos] = True
-        rank[pos] = text_rank[np.isin(text_ids, index.ids[pos])]
+        rank, hit = _hybrid(index, p.q, mask, text)
         mask &= hit
 
     positions = np.flatnonzero(mask)

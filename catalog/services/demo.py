@@ -48,7 +48,17 @@ def demo_seed(*, echo: Callable[[str], None] = log.info) -> list[RegisteredModel
         if model is not None:
             made.append(model)
     _compile_all(echo)
+    _embed_all(echo)
     return made
+
+
+def _embed_all(echo: Callable[[str], None]) -> None:
+    """Search vectors for every entry, synchronously (the demo works before any worker runs)."""
+    from discovery.services import embeddings_refresh, encoder_resolve
+
+    n = embeddings_refresh(build=True)
+    info = encoder_resolve()
+    echo(f"search embeddings: {n} encoded with {info.source if info else 'no encoder'}")
 
 
 def _compile_all(echo: Callable[[str], None]) -> None:

@@ -69,10 +69,16 @@ WORDS = [
 
 
 def catalog_synth(
-    *, count: int, seed: int = 42, batch: int = 5000, echo: Callable[[str], None] = lambda s: None
+    *,
+    count: int,
+    seed: int = 42,
+    batch: int = 5000,
+    echo: Callable[[str], None] = lambda s: None,
+    embed: bool = True,
 ) -> int:
     """Create ``count`` synthetic registered models, each with one ready
-    version, metrics and two served variants. Returns the number created."""
+    version, metrics and two served variants, and (``embed``) a search vector
+    derived from encoded templates. Returns the number created."""
     from django.conf import settings
 
     if not Modality.objects.exists():
@@ -88,11 +94,19 @@ def catalog_synth(
         n = min(batch, count - made)
         with transaction.atomic():
             models = []
+            parts = []  # (task, domain, modality, result, architecture): their vectors make the search vector
             for i in range(start + made, start + made + n):
                 mod, res, dom = rng.choice(modalities), rng.choice(results), rng.choice(domains)
                 word, arch, qual = rng.choice(WORDS), rng.choice(ARCHS), rng.choice(QUALIFIERS)
                 precision = round(rng.uniform(0.55, 0.995), 4)
                 team = rng.choice(teams)
+                parts.append(
+                    (
+                        f"{word} {res.name.lower()}",
+                        *(n.label.replace(" › ", " / ") for n in (dom, mod, res)),
+                        f"{arch} {qual}",
+                    )
+                )
                 models.append(
                     RegisteredModel(
                         slug=f"synth-{i}",
@@ -110,6 +124,10 @@ def catalog_synth(
                     )
                 )
             RegisteredModel.objects.bulk_create(models, batch_size=1000)
+            if embed:
+                from discovery.services import embeddings_store_synthetic
+
+                embeddings_store_synthetic(models=models, parts=parts)
             versions = [
                 ModelVersion(
                     registered_model=m,

@@ -181,3 +181,17 @@ def test_the_facet_index_follows_every_write(make_model: Any) -> None:
     assert slugs(search()) == {"second"}
     RegisteredModel.objects.filter(slug="second").delete()
     assert slugs(search()) == set()
+
+
+@pytest.mark.parametrize("q", ["%", "a", "🙂", " ?! ", "🚀🚀"])
+def test_a_query_with_nothing_searchable_is_rejected(q: str) -> None:
+    from catalog.selectors.search import query_problem
+
+    assert query_problem(q)
+
+
+@pytest.mark.parametrize("q", ["", "ai", "tumor", "classify emails by department", "x-ray", "5G"])
+def test_a_searchable_query_is_accepted(q: str) -> None:
+    from catalog.selectors.search import query_problem
+
+    assert query_problem(q) is None

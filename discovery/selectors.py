@@ -1,0 +1,196 @@
+"""Semantic side of search: the per-process vector matrix and the query encoder.
+
+The matrix lives in the in-memory facet index (``catalog.selectors.facet_index``)
+and is reloaded with it when the catalogue's generation token changes; only
+rows stored since the previous load are read again.
+
+Up to ``EXACT_MAX`` models every candidate is scored exactly (a float32 copy,
+1.5 KB per model). Above that the int8 matrix (384 bytes per model) is first
+scored through a 64-dimensional projection on its principal directions
+(``COARSE_DIM`` floats per model), and the best ``RERANK`` candidates are
+rescored exactly from int8 — a flat in-process stand-in for an ANN index
+(past a few million models, a pgvector HNSW index takes over: README).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from discovery.encoder import DIM, EncoderInfo, encoder_load
+
+log = logging.getLogger(__name__)
+
+EXACT_MAX = 20_000
+COARSE_DIM = 64
+RERANK = 2_000
+# Rows stored this long before the previous load are read again: a writer's
+# transaction may commit after a reader saw a later timestamp.
+RELOAD_MARGIN = dt.timedelta(seconds=120)
+
+# The semantic side adds at most SEMANTIC_TOP models to a result, each at least
+# SEMANTIC_FLOOR cosine away from the question (see README: measured on the
+# relevance set in bench/relevance_questions.json).
+SEMANTIC_FLOOR = 0.2
+SEMANTIC_TOP = 50
+
+
+@dataclass
+class VectorIndex:
+    ids: np.ndarray  # the facet index's sorted model ids
+    q8: np.ndarray  # (n, 384) int8
+    scale: np.ndarray  # (n,) float32
+    present: np.ndarray  # (n,) bool: a vector is stored
+    seen: dt.datetime | None  # newest updated_at read
+    encoder: EncoderInfo | None  # what encodes questions
+    encoders: dict[str, int] = field(default_factory=dict)  # stored vectors per encoder key
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _dense: np.ndarray | None = None
+    _basis: np.ndarray | None = None
+    _coarse: np.ndarray | None = None
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        with self._lock:
+            if len(self.ids) <= EXACT_MAX:
+                if self._dense is None:
+                    self._dense = self.q8.astype(np.float32) * self.scale[:, None]
+                return
+            if self._coarse is not None:
+                return
+            if self._basis is None:
+                rows = np.flatnonzero(self.present)
+                sample = rows[np.random.default_rng(0).permutation(len(rows))[:20_000]]
+                dense = self.q8[sample].astype(np.float32) * self.scale[sample, None]
+                # Uncentred: the projection keeps inner products, not variances.
+                _, _, vt = np.linalg.svd(dense, full_matrices=False)
+                self._basis = np.ascontiguousarray(vt[:COARSE_DIM].T)  # (384, COARSE_DIM)
+            coarse = np.empty((len(self.ids), COARSE_DIM), dtype=np.float32)
+            for start in range(0, len(self.ids), 16_384):
+                part = self.q8[start : start + 16_384].astype(np.float32) * self.scale[start : start + 16_384, None]
+                coarse[start : start + 16_384] = part @ self._basis
+            self._coarse = coarse
+
+    def search(
+        self, vector: np.ndarray, mask: np.ndarray, top: int = SEMANTIC_TOP, floor: float = SEMANTIC_FLOOR
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (best first) and cosines of at most ``top`` candidates of
+        ``mask`` whose cosine with ``vector`` is at least ``floor``."""
+        candidates = np.flatnonzero(mask & self.present)
+        if not len(candidates):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        self._prepare()
+        if self._dense is not None:
+            sims = (
+                self._dense[candidates] @ vector
+                if len(candidates) < len(self.ids) // 2
+                else ((self._dense @ vector)[candidates])
+            )
+        else:
+            assert self._coarse is not None
+            assert self._basis is not None
+            coarse = self._coarse @ (vector @ self._basis)
+            coarse_c = coarse[candidates]
+            if len(candidates) > RERANK:
+                keep = np.argpartition(-coarse_c, RERANK)[:RERANK]
+                candidates = candidates[keep]
+            sims = (self.q8[candidates].astype(np.float32) @ vector) * self.scale[candidates]
+        ok = sims >= floor
+        candidates, sims = candidates[ok], sims[ok]
+        if len(candidates) > top:
+            keep = np.argpartition(-sims, top)[:top]
+            candidates, sims = candidates[keep], sims[keep]
+        order = np.argsort(-sims, kind="stable")
+        return candidates[order], sims[order].astype(np.float32)
+
+
+def vector_index_load(ids: np.ndarray, previous: VectorIndex | None) -> VectorIndex:
+    """Vectors for ``ids`` (sorted), reusing ``previous`` for rows not stored since."""
+    from discovery.models import ModelEmbedding
+    from discovery.services import encoder_resolve
+
+    n = len(ids)
+    q8 = np.zeros((n, DIM), dtype=np.int8)
+    scale = np.zeros(n, dtype=np.float32)
+    present = np.zeros(n, dtype=bool)
+    rows = ModelEmbedding.objects.all()
+    reuse = previous is not None and previous.seen is not None and len(previous.ids) > 0
+    if reuse:
+        assert previous is not None
+        assert previous.seen is not None
+        pos = np.searchsorted(previous.ids, ids)
+        pos = np.minimum(pos, len(previous.ids) - 1)
+        same = previous.ids[pos] == ids
+        # Only models that still have a stored vector keep theirs (a deleted
+        # model's id may come back on SQLite).
+        stored = np.fromiter(rows.values_list("model_id", flat=True).iterator(chunk_size=50_000), dtype=np.int64)
+        same &= np.isin(ids, stored)
+        q8[same] = previous.q8[pos[same]]
+        scale[same] = previous.scale[pos[same]]
+        present[same] = previous.present[pos[same]]
+        rows = rows.filter(updated_at__gte=previous.seen - RELOAD_MARGIN)
+    seen = previous.seen if reuse and previous is not None else None
+    model_ids, blobs, scales = [], [], []
+    encoders: dict[str, int] = {}
+    for model_id, blob, s, updated, encoder in rows.values_list(
+        "model_id", "vector", "scale", "updated_at", "encoder"
+    ).iterator(chunk_size=10_000):
+        model_ids.append(model_id)
+        blobs.append(bytes(blob))
+        scales.append(s)
+        encoders[encoder] = encoders.get(encoder, 0) + 1
+        if seen is None or updated > seen:
+            seen = updated
+    if model_ids:
+        wanted = np.asarray(model_ids, dtype=np.int64)
+        pos = np.searchsorted(ids, wanted)
+        ok = pos < n
+        ok[ok] = ids[pos[ok]] == wanted[ok]
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(-1, DIM)
+        q8[pos[ok]] = matrix[ok]
+        scale[pos[ok]] = np.asarray(scales, dtype=np.float32)[ok]
+        present[pos[ok]] = True
+    try:
+        info = encoder_resolve(build=False)
+    except Exception:  # noqa: BLE001 - search degrades to keywords, never fails
+        log.exception("search encoder unavailable")
+        info = None
+    index = VectorIndex(ids=ids, q8=q8, scale=scale, present=present, seen=seen, encoder=info, encoders=encoders)
+    if reuse and previous is not None and not model_ids and np.array_equal(previous.ids, ids):
+        # Nothing re-encoded and the same models: keep the prepared matrices.
+        index._dense, index._basis, index._coarse = previous._dense, previous._basis, previous._coarse
+    elif previous is not None:
+        index._basis = previous._basis
+    return index
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_query_vector(key: str, directory: str, source: str, q: str) -> np.ndarray:
+    from pathlib import Path
+
+    encoder = encoder_load(EncoderInfo(key=key, source=source, directory=Path(directory)))
+    return encoder.encode([q])[0]
+
+
+def query_vector(index: VectorIndex, q: str) -> np.ndarray | None:
+    """The question's unit vector, or None when no encoder is available."""
+    info = index.encoder
+    if info is None or not index.present.any():
+        return None
+    try:
+        return _cached_query_vector(info.key, str(info.directory), info.source, " ".join(q.split()).lower())
+    except Exception:  # noqa: BLE001 - a broken encoder leaves keyword search working
+        log.exception("could not encode the question")
+        return None
+
+
+def cosine_of(index: VectorIndex, positions: Any, vector: np.ndarray) -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.int64)
+    return (index.q8[pos].astype(np.float32) @ vector) * index.scale[pos]
