@@ -4,10 +4,16 @@ from typing import Any
 
 from django import forms
 
-from catalog.models import Domain, Visibility
+from catalog.models import Domain, Team, Visibility
 
 
 class FineTuneForm(forms.Form):
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.none(),
+        to_field_name="slug",
+        label="Team",
+        help_text="The job, the dataset and the new model belong to this team.",
+    )
     base = forms.ChoiceField(label="Base model", help_text="A pretrained encoder or an earlier text classifier.")
     name = forms.CharField(
         max_length=200,
@@ -24,9 +30,8 @@ class FineTuneForm(forms.Form):
     label_column = forms.CharField(max_length=100, initial="label")
     domain = forms.ModelChoiceField(
         queryset=Domain.objects.all(),
-        required=False,
         to_field_name="path",
-        help_text="What the data is about; defaults to the base model's domain.",
+        help_text="What your data is about; the new model is filed under it (not under the base model's domain).",
     )
     epochs = forms.IntegerField(min_value=1, max_value=200, initial=20)
     learning_rate = forms.FloatField(
@@ -48,10 +53,10 @@ class FineTuneForm(forms.Form):
     seed = forms.IntegerField(min_value=0, initial=0)
     min_precision = forms.FloatField(
         min_value=0.0,
-        max_value=1.0,
+        max_value=100.0,
         initial=0.0,
-        label="Quality gate",
-        help_text="Minimum held-out macro precision for the version to be ready.",
+        label="Quality gate %",
+        help_text="Minimum held-out macro precision, in %, for the version to be ready.",
     )
     visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.INTERNAL)
 
@@ -66,11 +71,39 @@ class FineTuneForm(forms.Form):
         "seed",
     )
 
-    def __init__(self, *args: Any, base_choices: list[tuple[str, str]], **kwargs: Any) -> None:
+    DEFAULT_DOMAIN = "general"
+
+    def __init__(
+        self,
+        *args: Any,
+        base_choices: list[tuple[str, str]],
+        teams: list[Team] | None = None,
+        choose_team: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         base = self.fields["base"]
         assert isinstance(base, forms.ChoiceField)
         base.choices = base_choices
+        team = self.fields["team"]
+        assert isinstance(team, forms.ModelChoiceField)
+        team.queryset = Team.objects.filter(pk__in=[t.pk for t in teams or []]).order_by("name")
+        if choose_team:
+            # A superuser (or a member of several teams) picks one explicitly.
+            team.empty_label = "Choose a team…"
+        else:
+            team.empty_label = None
+            team.required = False  # the user's only team
+            self.initial.setdefault("team", teams[0].slug if teams else None)
+        self.sole_team = None if choose_team or not teams else teams[0]
+        self.initial.setdefault("domain", self.DEFAULT_DOMAIN)
+
+    def clean_team(self) -> Team | None:
+        return self.cleaned_data.get("team") or self.sole_team
+
+    def min_precision_fraction(self) -> float:
+        """The gate as the services take it (0–1); the form shows % like every page."""
+        return float(self.cleaned_data["min_precision"]) / 100
 
     def hyperparameters(self) -> dict[str, Any]:
         return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}

@@ -118,3 +118,28 @@ def latency_chart(variants: list[Variant], width: int = 520, bar: int = 11) -> d
         )
         y += 2 * bar + 12
     return {"rows": out, "width": width, "height": y + pad, "x0": label_w, "bar": bar}
+
+
+def hardware_caption(variants: list[Variant]) -> str:
+    """The machine the latencies were measured on, from the recorded fingerprint
+    of the first measured variant: "Intel(R) Xeon(R) … · 8 cores · avx512f ·
+    onnxruntime 1.20.1". Empty when no variant recorded one."""
+    fp = next((v.hardware_fingerprint for v in variants if v.latency and v.hardware_fingerprint), None)
+    if not fp:
+        return ""
+    parts = [str(fp.get("cpu") or fp.get("machine") or "unknown CPU")]
+    if fp.get("cores"):
+        parts.append(f"{fp['cores']} cores")
+    if fp.get("isa"):
+        parts.append(", ".join(fp["isa"]))
+    if fp.get("gpu"):
+        parts.append(str(fp["gpu"]))
+    if fp.get("onnxruntime"):
+        parts.append(f"onnxruntime {fp['onnxruntime']}")
+    return " · ".join(parts)
+
+
+def pull_command_args(*, model: RegisteredModel, version: ModelVersion) -> Variant | None:
+    """The variant the page's "Pull it" command names: the one ``variant_resolve``
+    serves for this version with no constraint (never a rejected one)."""
+    return variant_resolve(model=model, version=version.version).variant

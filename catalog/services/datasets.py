@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -12,6 +13,8 @@ from django.db import IntegrityError, transaction
 from catalog.models import Dataset, DatasetVersion, Domain, Team
 from catalog.storage import artifact_put
 from runners.datasets import DatasetInvalid, Issue, LabelledText, Limits, parse_labelled_text
+
+R = TypeVar("R")
 
 
 def dataset_limits() -> Limits:
@@ -50,6 +53,41 @@ def dataset_upload(
     Raises:
         DatasetInvalid: every issue found; no row and no file is stored then.
     """
+    return dataset_upload_then(
+        team=team,
+        source=source,
+        file_name=file_name,
+        name=name,
+        text_column=text_column,
+        label_column=label_column,
+        domain=domain,
+        description=description,
+        then=lambda version, created: (version, created),
+    )
+
+
+def dataset_upload_then(
+    *,
+    team: Team,
+    source: IO[bytes],
+    file_name: str,
+    then: Callable[[DatasetVersion, bool], R],
+    name: str = "",
+    text_column: str = "text",
+    label_column: str = "label",
+    domain: Domain | None = None,
+    description: str = "",
+) -> R:
+    """Upload a dataset and use it (``then(version, created)``) in one transaction.
+
+    The file is validated first; the rows are written and ``then`` runs inside
+    one transaction, and the blob is stored last, before the commit. If ``then``
+    raises (a fine-tune request refused, say), its exception propagates and
+    nothing at all is stored: no dataset row, no version row, no file.
+
+    Raises:
+        DatasetInvalid: every issue found in the file.
+    """
     limits = dataset_limits()
     data = _read_bounded(source, limits.max_bytes)
     parsed = parse_labelled_text(
@@ -61,26 +99,29 @@ def dataset_upload(
     )
     sha256 = hashlib.sha256(data).hexdigest()
     dataset_name = (name or file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "dataset")[:200]
-    existing = DatasetVersion.objects.filter(dataset__team=team, dataset__name=dataset_name, sha256=sha256).first()
-    if existing is not None:
-        return existing, False
-    # The blob is content-addressed: storing it before the rows is safe, and
-    # it is only ever stored once the file has passed validation.
-    artifact_put(io.BytesIO(data), expected_sha256=sha256)
     try:
         with transaction.atomic():
-            dataset, _ = Dataset.objects.get_or_create(
+            dataset, created_dataset = Dataset.objects.get_or_create(
                 team=team, name=dataset_name, defaults={"domain": domain, "description": description}
             )
+            if not created_dataset and domain is not None and dataset.domain_id != domain.pk:
+                # The uploader says what the data is about now; the newest answer wins.
+                Dataset.objects.filter(pk=dataset.pk).update(domain=domain)
+                dataset.domain = domain
             version, created = DatasetVersion.objects.get_or_create(
                 dataset=dataset,
                 sha256=sha256,
                 defaults=_version_fields(parsed, data, file_name, text_column, label_column),
             )
+            result = then(version, created)
+            if created:
+                # Content-addressed, so storing it last is safe; a failure here
+                # rolls the rows back too.
+                artifact_put(io.BytesIO(data), expected_sha256=sha256)
     except IntegrityError:  # a concurrent upload of the same bytes won
         version = DatasetVersion.objects.get(dataset__team=team, dataset__name=dataset_name, sha256=sha256)
-        created = False
-    return version, created
+        return then(version, False)
+    return result
 
 
 def _version_fields(

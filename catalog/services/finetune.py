@@ -60,6 +60,30 @@ def code_version() -> str:
     return f"runners.families.text_classifier@{digest}"
 
 
+def finetune_target_slug(*, team: Team, name: str) -> str:
+    """The slug of the model a fine-tune named ``name`` creates or adds to.
+
+    Model names are not an oracle: when another team — visible or not — holds
+    the plain slug of ``name``, the team's model silently gets a team-scoped
+    slug (``<name>-<team>``, then ``-2``, ``-3``…) instead of the request being
+    refused, so the answer is the same whether that model is private or not.
+    """
+    slug = slugify(name)[:120]
+    others = RegisteredModel.objects.exclude(team=team)
+    if not others.filter(slug=slug).exists():
+        return slug
+    scoped = f"{slug[:100]}-{team.slug}"[:116].strip("-")
+    candidate, n = scoped, 2
+    while others.filter(slug=candidate).exists():
+        candidate, n = f"{scoped}-{n}", n + 1
+    return candidate
+
+
+def finetune_target_model(*, team: Team, name: str) -> RegisteredModel | None:
+    """The team's existing model a fine-tune named ``name`` adds a version to."""
+    return RegisteredModel.objects.filter(team=team, slug=finetune_target_slug(team=team, name=name)).first()
+
+
 def finetune_request(
     *,
     team: Team,
@@ -95,14 +119,13 @@ def finetune_request(
         errors["hyperparameters"] = str(exc)
     if not 0.0 <= min_precision <= 1.0:
         errors["min_precision"] = "The quality gate is a macro precision between 0 and 1."
-    slug = slugify(name)
     target = None
-    if not slug:
+    if not slugify(name):
         errors["name"] = "Give the new model a name with letters or digits."
     else:
-        target = RegisteredModel.objects.filter(slug=slug).first()
-        if target is not None and target.team_id != team.pk:
-            errors["name"] = f"The name {name!r} is taken by another team's model."
+        # Never "taken by another team": that would tell team B that team A has
+        # a private model of that name. See finetune_target_slug.
+        target = finetune_target_model(team=team, name=name)
     if errors:
         raise ValidationError(errors)
     job = FineTuneJob.objects.create(
@@ -296,12 +319,13 @@ def finetune_register(
         if locked.result_version_id:
             return locked.result_version  # type: ignore[return-value]
         base_model = job.base_version.registered_model
-        model = RegisteredModel.objects.filter(slug=slugify(job.target_name), team=job.team).first()
+        model = finetune_target_model(team=job.team, name=job.target_name)
         if model is None:
             kind = "classification/binary" if len(result.labels) == 2 else "classification/multiclass"
             dataset = job.dataset_version.dataset
             model = registered_model_create(
                 name=job.target_name,
+                slug=finetune_target_slug(team=job.team, name=job.target_name),
                 team=job.team,
                 visibility=job.visibility,
                 modality=base_model.modality,
@@ -309,7 +333,7 @@ def finetune_register(
                 domain=dataset.domain or base_model.domain,
                 summary=f"Classifies text into {', '.join(result.labels[:6])}"
                 + ("…" if len(result.labels) > 6 else "")
-                + f"; fine-tuned from {base_model.name} on {dataset.name}.",
+                + _lineage_phrase(job=job),
             )
         version = model_version_create(
             registered_model=model,
@@ -351,6 +375,17 @@ def finetune_register(
         if passed and enqueue_compile and settings.COMPILE_ON_READY:
             compile_request(version=version)
     return version
+
+
+def _lineage_phrase(*, job: FineTuneJob) -> str:
+    """ "; fine-tuned from X on Y." within what every viewer of the new model may
+    see (README, "Lineage across visibility"): a private base is named only in
+    a private model of its own team, the dataset (team-only) only in a private one."""
+    base_model = job.base_version.registered_model
+    private = job.visibility == "private"
+    base_shown = base_model.visibility == "internal" or (private and base_model.team_id == job.team_id)
+    phrase = f"; fine-tuned from {base_model.name if base_shown else 'a private model'}"
+    return phrase + (f" on {job.dataset_version.dataset.name}." if private else ".")
 
 
 def job_cancel(*, job: FineTuneJob) -> FineTuneJob:
