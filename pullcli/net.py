@@ -69,17 +69,27 @@ def auth_headers(url: str, api: str, token: str | None) -> dict[str, str]:
 
 
 def open_url(
-    url: str, *, api: str, token: str | None, headers: dict[str, str] | None = None, timeout: float = 60.0
+    url: str,
+    *,
+    api: str,
+    token: str | None,
+    headers: dict[str, str] | None = None,
+    api_headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
 ) -> Any:
     """GET ``url``, following up to five redirects.
 
     The token goes only to the API's own origin (scheme, host and port, as
     ``requests`` decides): a redirect to an object store or any other host
     carries no ``Authorization`` (and this client never sends cookies).
-    Other headers (``Range``, ``If-Range``) follow the redirect.
+    ``headers`` (``Range``) follow every redirect; ``api_headers`` (an
+    ``If-Range`` naming the API's ETag) go to the API's origin only.
     """
     for _ in range(MAX_REDIRECTS + 1):
-        request = urllib.request.Request(url, headers={**(headers or {}), **auth_headers(url, api, token)})
+        own = origin(url) == origin(api)
+        request = urllib.request.Request(
+            url, headers={**(headers or {}), **((api_headers or {}) if own else {}), **auth_headers(url, api, token)}
+        )
         try:
             return opener.open(request, timeout=timeout)
         except urllib.error.HTTPError as exc:

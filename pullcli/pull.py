@@ -133,10 +133,15 @@ def download(
     if have > size:
         part.unlink()
         have = 0
-    headers = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if 0 < have < size else {}
+    # The part is named by the content's sha256 and checked against it at the
+    # end, so a Range alone is safe; the API's ETag is that sha256 too, so it
+    # gets an If-Range (an object store's ETag is something else: it gets none).
+    resuming = 0 < have < size
+    headers = {"Range": f"bytes={have}-"} if resuming else {}
+    api_headers = {"If-Range": f'"{sha256}"'} if resuming else {}
     if have < size:
         try:
-            response = open_url(url, api=api or url, token=token, headers=headers)
+            response = open_url(url, api=api or url, token=token, headers=headers, api_headers=api_headers)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise CliError("\n".join(error_lines("download failed", exc.code, exc.read(1 << 16)))) from exc

@@ -463,6 +463,25 @@ def test_resume_sends_range_and_if_range(listen: Callable[[], Listener], tmp_pat
     assert tree(out) == ["manifest.json", "model.onnx", "tokenizer.json"]
 
 
+def test_resume_through_a_redirect_to_an_object_store(listen: Callable[[], Listener], tmp_path: Path) -> None:
+    """The Range follows the redirect (so S3 answers 206); the token and the
+    API's If-Range do not."""
+    api, store = listen(), listen()
+    data = make_bundle()
+    serve(api, data)
+    api.routes["/dl"] = redirect_route(store.url + "/bucket/blob")
+    store.routes["/bucket/blob"] = bytes_route(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{hashlib.sha256(data).hexdigest()}.tar.part").write_bytes(data[:300_000])
+    assert pull_from(api, out) == 0
+    (at_store,) = store.headers_of("/bucket/blob")
+    assert at_store["range"] == "bytes=300000-"
+    assert "if-range" not in at_store
+    assert "authorization" not in at_store
+    assert (out / "model.onnx").read_bytes() == WEIGHTS
+
+
 def test_resume_after_a_changed_file_starts_over(listen: Callable[[], Listener], tmp_path: Path) -> None:
     """A server that ignores Range (or whose ETag changed) answers 200: the
     stale part is overwritten, not appended to."""
