@@ -9,9 +9,10 @@ computed while it is sent and compared with what the server stored; the
 sha256 lines (`sha256sum -c` format) go to stdout.
 
 Refused locally, before anything is sent: pickle weights (*.bin, *.pt, *.pth,
-*.ckpt, *.pkl, *.pickle; convert them to safetensors), links, subfolders,
-anything but regular files, names that are not plain ASCII letters, digits,
-'.', '_' and '-' (so no path separators, '..', NUL or look-alikes). Hidden
+*.ckpt, *.pkl, *.pickle, *.joblib; convert them to safetensors), links,
+subfolders, anything but regular files, names that are not plain ASCII
+letters, digits, '.', '_' and '-' (so no path separators, '..', NUL or
+look-alikes). Hidden
 entries (.git, .gitattributes) are skipped. Exit codes: 0 done, 1 usage or
 server error, 2 refused locally, 3 the server stored different bytes.
 """
@@ -28,6 +29,7 @@ import secrets
 import ssl
 import stat
 import sys
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,8 +51,9 @@ from pullcli.net import (
     read_json,
 )
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# The server's rules (catalog/intake/names.py), applied before sending anything.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 VISIBILITIES = ("private", "internal")
 MAX_CARD_BYTES = 1 << 20
@@ -92,7 +95,7 @@ def folder_files(folder: Path) -> tuple[list[LocalFile], list[str]]:
                 problems.append(f"{shown}/: a subfolder (only a flat folder can be pushed)")
             elif not stat.S_ISREG(st.st_mode):
                 problems.append(f"{shown}: not a regular file")
-            elif not FILE_NAME.fullmatch(name):
+            elif not FILE_NAME.fullmatch(name) or ".." in name:
                 problems.append(f"{shown}: file names are plain ASCII letters, digits, '.', '_' and '-'")
             elif name.lower().endswith(PICKLE_SUFFIXES):
                 problems.append(f"{shown}: pickle weights are refused (save them with safetensors)")
@@ -245,10 +248,15 @@ def model_create(args: argparse.Namespace, team: str, name: str) -> str:
         existing = _json(reply, "register")
         if not args.quiet:
             print(f"{team}/{printable(name)} exists: pushing a new version to it", file=sys.stderr)
-        if "slug" in existing:
-            return _slug(existing)
-        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        return _slug(existing) if "slug" in existing else slugify(name)
     raise CliError("\n".join(error_lines("register failed", status, reply)))
+
+
+def slugify(name: str) -> str:
+    """The slug the server derives from a name (Django's ``slugify``, cut to 120)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", ascii_name.lower())).strip("-_")
+    return slug[:120].strip("-")
 
 
 def _json(body: bytes, what: str) -> dict[str, Any]:
