@@ -23,13 +23,42 @@ slug_path_validator = RegexValidator(r"^[a-z0-9]+(?:-[a-z0-9]+)*$", "Use lowerca
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    # ``team.members.add(user)`` still works: the role defaults to member.
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams", blank=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:team_detail", args=[self.slug])
+
+
+class TeamRole(models.TextChoices):
+    """What a member may do in a team (each role includes the ones before it)."""
+
+    VIEWER = "viewer", "Viewer"  # sees the team's private models
+    MEMBER = "member", "Member"  # registers models, uploads versions, fine-tunes
+    MAINTAINER = "maintainer", "Maintainer"  # promotes, deprecates, edits, manages members
+
+
+class Membership(models.Model):
+    """A user's role in a team (the table behind ``Team.members``)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=12, choices=TeamRole.choices, default=TeamRole.MEMBER)
+
+    class Meta:
+        # The table Django made for the plain many-to-many field: kept, with a role column added.
+        db_table = "catalog_team_members"
+        unique_together = [("team", "user")]
+        ordering = ["team", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
 
 
 # --- Taxonomy trees -------------------------------------------------------------
@@ -158,6 +187,15 @@ class Visibility(models.TextChoices):
     INTERNAL = "internal", "Internal (whole organisation)"
 
 
+class Lifecycle(models.TextChoices):
+    """Deprecated and archived models and versions are hidden from search by
+    default but stay resolvable by exact version (deploy tooling pins them)."""
+
+    ACTIVE = "active", "Active"
+    DEPRECATED = "deprecated", "Deprecated"
+    ARCHIVED = "archived", "Archived"
+
+
 class RegisteredModel(models.Model):
     slug = models.SlugField(max_length=120, unique=True)
     name = models.CharField(max_length=200)
@@ -180,6 +218,17 @@ class RegisteredModel(models.Model):
     # trigger-maintained side table (catalog_modelsearch) holds a weighted tsvector over
     # name/summary/this under a GIN index (migration 0002).
     search_document = models.TextField(blank=True)
+    # Model card: Markdown (rendered sanitised, never as raw HTML) and the
+    # facets read from its YAML front matter.
+    card = models.TextField(blank=True)
+    license = models.CharField(max_length=100, blank=True, db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    card_metadata = models.JSONField(default=dict, blank=True, help_text="front matter: datasets, language, …")
+    lifecycle = models.CharField(max_length=12, choices=Lifecycle.choices, default=Lifecycle.ACTIVE, db_index=True)
+    lifecycle_reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -219,6 +268,7 @@ class ModelVersion(models.Model):
         "labels",
         "base_version_id",
         "dataset_version_id",
+        "intake",
     )
 
     registered_model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
@@ -247,6 +297,14 @@ class ModelVersion(models.Model):
         DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
     )
     code_version = models.CharField(max_length=60, blank=True)
+    # What registration read from the folder (config.json, safetensors headers,
+    # tokenizer, card front matter): architectures, model_type, dtypes, …
+    intake = models.JSONField(default=dict, blank=True)
+    lifecycle = models.CharField(max_length=12, choices=Lifecycle.choices, default=Lifecycle.ACTIVE, db_index=True)
+    lifecycle_reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -434,3 +492,70 @@ class FineTuneJob(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:job_detail", args=[self.pk])
+
+
+class AuditAction(models.TextChoices):
+    MODEL_REGISTERED = "model.registered", "registered the model"
+    VERSION_REGISTERED = "version.registered", "registered a version"
+    ALIAS_SET = "alias.set", "promoted"
+    ALIAS_REMOVED = "alias.removed", "demoted"
+    LIFECYCLE_CHANGED = "lifecycle.changed", "changed the lifecycle"
+    CARD_EDITED = "card.edited", "edited the card"
+    DELETED = "deleted", "deleted"
+    MEMBER_ADDED = "member.added", "added a member"
+    MEMBER_ROLE_CHANGED = "member.role", "changed a member's role"
+    MEMBER_REMOVED = "member.removed", "removed a member"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which model, version or team, and when (append-only).
+
+    Foreign keys are SET_NULL so that an event outlives what it is about;
+    ``subject`` keeps a readable name of it.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=30, choices=AuditAction.choices, db_index=True)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    registered_model = models.ForeignKey(
+        RegisteredModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    subject = models.CharField(max_length=300)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'system'} {self.get_action_display()} {self.subject}"
+
+
+class ApiToken(models.Model):
+    """An API key stored as its sha256 only; the raw key is shown once.
+
+    ``prefix`` (the key's first characters) narrows the lookup and lets a user
+    tell their tokens apart; the digest is compared in constant time.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -189,6 +189,29 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
             "hidden_size": encoder.config.hidden_size,
             "num_heads": encoder.config.num_attention_heads,
         }
+    if family == "sequence-classifier":
+        from runners.families import sequence_classifier
+
+        model, config = sequence_classifier.load(model_dir)
+
+        class SequenceClassifier(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+                return sequence_classifier.probabilities(
+                    self.model(input_ids=input_ids, attention_mask=attention_mask).logits, config["problem_type"]
+                )
+
+        return SequenceClassifier().eval(), {
+            "inputs": ["input_ids", "attention_mask"],
+            "output": "probabilities",
+            "labels": config["labels"],
+            "max_length": config["max_length"],
+            "hidden_size": config["hidden_size"],
+            "num_heads": config["num_heads"],
+        }
     if family == "sentence-encoder":
         from runners.families import sentence_encoder
 

@@ -11,13 +11,13 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from catalog.api.authentication import ApiTokenAuthentication
 from catalog.models import ModelVersion, Variant, VariantStatus
 from catalog.selectors.jobs import teams_of
 from catalog.selectors.variants import variant_resolve
@@ -112,7 +112,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def _user(request: HttpRequest) -> Any:
     """Token or session authentication for a plain Django view."""
     try:
-        result = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]
+        result = ApiTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
     except AuthenticationFailed as exc:
         raise PermissionError(str(exc.detail)) from exc
     if result is not None:

@@ -17,7 +17,7 @@ from catalog.storage import artifact_materialize, artifact_put_path
 
 log = logging.getLogger(__name__)
 
-COMPILABLE = ("text-classifier", "sentence-encoder", "mlp-classifier")
+COMPILABLE = ("text-classifier", "sentence-encoder", "mlp-classifier", "sequence-classifier")
 DONE = (VariantStatus.SERVED, VariantStatus.REJECTED, VariantStatus.SKIPPED)
 
 

@@ -170,7 +170,11 @@ def registered_model_refresh(*, model: RegisteredModel) -> None:
         model.domain.label,
         model.description,
     ]
+    parts += [model.license, " ".join(str(tag) for tag in model.tags)]
     if latest:
         parts += [latest.family, latest.framework, " ".join(str(label) for label in latest.labels)]
+        # What registration read from the folder: searchable by architecture and type.
+        intake = latest.intake or {}
+        parts += [" ".join(intake.get("architectures", [])), str(intake.get("model_type", ""))]
     model.search_document = "\n".join(p for p in parts if p)
     model.save(update_fields=["latest_version", "framework", "precision", "coverage", "search_document", "updated_at"])

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from catalog.models import Metric, ModelVersion, RegisteredModel, Team
+from catalog.models import ApiToken, Metric, ModelVersion, RegisteredModel, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -74,11 +74,16 @@ def test_create_api_token_creates_user_team_and_a_working_token(taxonomy: None) 
     out = StringIO()
     call_command("create_api_token", "deploy-bot", "--team", "Vision Platform", stdout=out)
     token = out.getvalue().strip()
-    assert len(token) == 40
+    assert token.startswith("mlk_") and len(token) > 40
     assert Team.objects.get(slug="vision-platform").members.filter(username="deploy-bot").exists()
+    # Keys are stored hashed, so a second call cannot show the first key again: it makes a new one.
     again = StringIO()
     call_command("create_api_token", "deploy-bot", stdout=again)
-    assert again.getvalue().strip() == token
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    assert client.get("/api/v1/models/").status_code == 200
+    assert again.getvalue().strip() != token
+    assert token not in str(list(ApiToken.objects.values_list("key_sha256", "prefix")))
+    for key in (token, again.getvalue().strip()):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        assert client.get("/api/v1/models/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}x")
+    assert client.get("/api/v1/models/").status_code == 401

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import FineTuneJob, JobStatus, ModelVersion
+from catalog.services.tokens import api_token_create
 from tests.worker_process import Worker, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def alice(make_team: Any, make_user: Any) -> APIClient:
     client = APIClient()
     user = make_user("alice", make_team("Team A"))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='test')}")
     return client
 
 

@@ -174,7 +174,7 @@ def test_rejected_private_and_missing_variants(served: Any, make_model: Any, mak
 def test_compile_request_is_idempotent_and_team_only(
     served: Any, make_user: Any, make_team: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from rest_framework.authtoken.models import Token
+    from catalog.services.tokens import api_token_create
 
     model, _ = served
     version = model.latest_version
@@ -182,7 +182,7 @@ def test_compile_request_is_idempotent_and_team_only(
     type(version).objects.filter(pk=version.pk).update(family="text-classifier")
     member = APIClient()
     member.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('alice', make_team('Team A'))).key}"
+        HTTP_AUTHORIZATION=f"Token {api_token_create(user=make_user('alice', make_team('Team A')), name='test')}"
     )
     with django_capture_on_commit_callbacks() as callbacks:
         response = member.post(f"/api/v1/versions/{version.pk}/compile/")
@@ -190,6 +190,6 @@ def test_compile_request_is_idempotent_and_team_only(
     assert len(callbacks) == 1
     outsider = APIClient()
     outsider.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('bob', make_team('Team B'))).key}"
+        HTTP_AUTHORIZATION=f"Token {api_token_create(user=make_user('bob', make_team('Team B')), name='test')}"
     )
     assert outsider.post(f"/api/v1/versions/{version.pk}/compile/").status_code == 404
