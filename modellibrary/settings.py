@@ -383,5 +383,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # A running job whose heartbeat is older than this is taken to have lost its
 # worker and is claimed again (by a worker starting or finishing a task).
 FINETUNE_STALE_AFTER_S = env.int("FINETUNE_STALE_AFTER_S", default=120)
+# A worker retries the steps that record finished work (fine-tune registration,
+# compiled variants) on transient database errors: this many attempts, with
+# exponential backoff from this first delay (capped at 30 s between attempts).
+DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=10)
+DB_RETRY_FIRST_DELAY_S = env.float("DB_RETRY_FIRST_DELAY_S", default=0.5)
 # Queue a compile (ONNX variants) whenever a version becomes ready.
 COMPILE_ON_READY = env.bool("COMPILE_ON_READY", default=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from catalog.models import ModelVersion, Variant, VariantStatus, VersionStatus
+from catalog.services.retry import db_retry
 from catalog.storage import artifact_materialize, artifact_put_path
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,10 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
         for r in results:
             stored = artifact_put_path(r.bundle_path) if r.bundle_path is not None else None
             batch1 = next((lat for lat in r.latency if lat.batch == 1), None)
-            Variant.objects.update_or_create(
+            # The bundle is stored; recording it is retried on a transient
+            # database error (idempotent: one row per version/name/hardware).
+            record = partial(
+                Variant.objects.update_or_create,
                 version=version,
                 name=r.spec.name,
                 hardware=r.spec.hardware,
@@ -140,5 +145,6 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
                     "hardware_fingerprint": r.fingerprint,
                 },
             )
+            db_retry(record, what=f"{version} {r.spec.name}: record variant")
             log.info("%s %s: %s %s", version, r.spec.name, r.status, r.reason)
     return list(version.variants.all())

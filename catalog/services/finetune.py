@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
@@ -44,6 +44,7 @@ from catalog.services.registry import (
     model_version_finish,
     registered_model_create,
 )
+from catalog.services.retry import TRANSIENT_DB_ERRORS, db_retry
 from catalog.storage import artifact_materialize
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,12 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.done.wait(self.interval):
-                FineTuneJob.objects.filter(pk=self.job_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
+                try:
+                    FineTuneJob.objects.filter(pk=self.job_id, status__in=ACTIVE).update(heartbeat_at=timezone.now())
+                except TRANSIENT_DB_ERRORS as exc:  # the next beat tries again, on a new connection
+                    log.warning("job %s: heartbeat not written: %s", self.job_id, exc)
+                finally:
+                    connection.close()  # between beats, hold no connection (a pooled one goes back)
         finally:
             connection.close()
 
@@ -228,7 +234,10 @@ class ProgressRecorder:
             self.losses.append([p.step, round(p.loss, 5)])
         if p.phase == "train" and p.epoch != self.epoch:
             self.epoch = p.epoch
-            job_log(job=self.job, line=f"epoch {p.epoch + 1}")
+            try:
+                job_log(job=self.job, line=f"epoch {p.epoch + 1}")
+            except TRANSIENT_DB_ERRORS as exc:  # progress is best-effort; training goes on
+                log.warning("job %s: log line not written: %s", self.job.pk, exc)
         if time.monotonic() - self.last_write >= self.interval:
             self.flush()
 
@@ -240,10 +249,13 @@ class ProgressRecorder:
 
     def flush(self) -> None:
         self.last_write = time.monotonic()
-        FineTuneJob.objects.filter(pk=self.job.pk).update(
-            progress=self.progress, phase=self.phase, loss_history=self.history(), heartbeat_at=timezone.now()
-        )
-        self.cancel = FineTuneJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        try:
+            FineTuneJob.objects.filter(pk=self.job.pk).update(
+                progress=self.progress, phase=self.phase, loss_history=self.history(), heartbeat_at=timezone.now()
+            )
+            self.cancel = FineTuneJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        except TRANSIENT_DB_ERRORS as exc:  # progress is best-effort; the next flush tries again
+            log.warning("job %s: progress not written: %s", self.job.pk, exc)
 
     def should_stop(self) -> bool:
         return self.cancel
@@ -284,27 +296,49 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
                 should_stop=recorder.should_stop,
             )
             recorder.flush()
-            FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.EVALUATING, phase="registering")
-            job_log(
-                job=job,
-                line=f"evaluated on {result.holdout_rows} held-out rows: macro precision "
-                f"{result.report.macro_precision:.3f}, coverage {result.report.coverage:.3f} "
-                f"({result.device}, {result.seconds.get('total', 0):.1f} s)",
+
+            def registering() -> None:
+                FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.EVALUATING, phase="registering")
+                job_log(
+                    job=job,
+                    line=f"evaluated on {result.holdout_rows} held-out rows: macro precision "
+                    f"{result.report.macro_precision:.3f}, coverage {result.report.coverage:.3f} "
+                    f"({result.device}, {result.seconds.get('total', 0):.1f} s)",
+                )
+
+            # The trained files stay in ``tmp`` until the version is recorded:
+            # a transient database error (locked, restarted, connection lost)
+            # is retried with backoff, and registration is idempotent.
+            db_retry(registering, what=f"job {job.pk}: mark registering")
+            version = db_retry(
+                lambda: finetune_register(job=job, result=result, history=recorder.history()),
+                what=f"job {job.pk}: registration",
+                retry_on=(IntegrityError,),  # a concurrent job created the same target model
             )
-            version = finetune_register(job=job, result=result, history=recorder.history())
-        job_log(job=job, line=f"registered {version} ({version.status})")
+        db_retry(lambda: job_log(job=job, line=f"registered {version} ({version.status})"), what=f"job {job.pk}: log")
     except text_classifier.Cancelled:
-        FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
-        job_log(job=job, line="cancelled")
+
+        def cancelled() -> None:
+            FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
+            job_log(job=job, line="cancelled")
+
+        db_retry(cancelled, what=f"job {job.pk}: cancel")
     except Exception as exc:  # a failed job keeps a readable reason
         log.exception("job %s failed", job.pk)
-        FineTuneJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-        )
-        job_log(job=job, line=f"failed: {type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+
+        def failed() -> None:
+            FineTuneJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.FAILED, error=reason, finished_at=timezone.now()
+            )
+            job_log(job=job, line=f"failed: {reason}")
+
+        # If even this fails, the job keeps its state, its heartbeat goes
+        # stale and it is claimed and run again: never silently lost.
+        db_retry(failed, what=f"job {job.pk}: record failure")
     finally:
         heartbeat.stop()
-    job.refresh_from_db()
+    db_retry(job.refresh_from_db, what=f"job {job.pk}: reload")
     return job
 
 
