@@ -32,7 +32,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    # bypass_csp: Playwright's wait_for_function evaluates a string in the page,
+    # which the site's CSP (no 'unsafe-eval') refuses. test_csp_browser.py opens
+    # its own context without it to check the policy.
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     yield pg
