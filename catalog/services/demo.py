@@ -255,6 +255,21 @@ def _seed_breast_cancer(echo: Callable[[str], None]) -> RegisteredModel | None:
 
 
 SUPPORT_FIXTURE = Path(settings.BASE_DIR) / "fixtures" / "support_tickets.csv"
+ROUTER_CARD = (
+    "Routes incoming customer support emails, chats and tickets to the department that handles them: "
+    "account (sign-in, profile, passwords), billing (payments, refunds, invoices, double charges), "
+    "shipping (deliveries, returns, lost parcels) or technical (bugs, crashes, error messages). "
+    "A classification head fine-tuned on all-MiniLM-L6-v2 with the support tickets demo dataset."
+)
+
+
+def _describe(model: RegisteredModel, card: str) -> None:
+    """The model card (description) that a fine-tune job does not write."""
+    from catalog.services.registry import registered_model_refresh
+
+    model.description = card
+    model.save(update_fields=["description", "updated_at"])
+    registered_model_refresh(model=model)
 
 
 def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
@@ -296,6 +311,7 @@ def _seed_support_router(echo: Callable[[str], None]) -> RegisteredModel | None:
     version = done.result_version
     if version.status == "ready":
         alias_set(registered_model=version.registered_model, name="production", version=version)
+    _describe(version.registered_model, ROUTER_CARD)
     echo(
         f"{slug}: fine-tuned v{version.version} by job #{job.pk}: macro precision "
         f"{done.metrics['macro_precision']:.3f}, coverage {done.metrics['coverage']:.3f}"

@@ -1,0 +1,184 @@
+"""Relevance of search: recall@3 and MRR over ``bench/relevance_questions.json``,
+keyword-only vs hybrid, side by side.
+
+    .venv/bin/python bench/relevance.py [--synthetic 2000] [--database-url URL]
+
+Builds a throw-away catalogue (SQLite in a temporary folder unless
+``--database-url`` names an empty PostgreSQL database): the four demo entries
+with the texts ``seed_demo`` registers (their trained weights do not matter to
+search, so none are trained here) plus ``--synthetic`` ``catalog_synth``
+entries. Embeddings come from the int8 MiniLM encoder under ``var/`` (built
+once if missing). "keyword-only" is the same selector with the semantic side
+switched off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# The router's card as seed_demo writes it (catalog.services.demo.ROUTER_CARD).
+ROUTER_CARD = (
+    "Routes incoming customer support emails, chats and tickets to the department that handles them: "
+    "account (sign-in, profile, passwords), billing (payments, refunds, invoices, double charges), "
+    "shipping (deliveries, returns, lost parcels) or technical (bugs, crashes, error messages). "
+    "A classification head fine-tuned on all-MiniLM-L6-v2 with the support tickets demo dataset."
+)
+DEMO = [
+    {
+        "slug": "all-minilm-l6-v2",
+        "name": "all-MiniLM-L6-v2",
+        "summary": "Sentence embeddings (384-d) from a 6-layer MiniLM encoder, mean-pooled.",
+        "description": "The sentence-transformers all-MiniLM-L6-v2 encoder, packaged for offline use. Maps English "
+        "sentences and short paragraphs to a 384-dimensional normalised vector for semantic search, clustering and "
+        "as a backbone for text classifiers.",
+        "modality": "text/natural-language/english",
+        "result": "embedding/sentence",
+        "domain": "general/web-crawl",
+        "labels": [],
+    },
+    {
+        "slug": "digits-mlp",
+        "name": "Handwritten digit classifier",
+        "summary": "Recognises handwritten digits 0–9 in 8×8 grayscale scans.",
+        "description": "A two-layer perceptron over the 64 pixel intensities of the UCI optical recognition of "
+        "handwritten digits data set (scikit-learn's load_digits).",
+        "modality": "image/handwriting",
+        "result": "classification/multiclass",
+        "domain": "education/handwritten-digits",
+        "labels": [str(i) for i in range(10)],
+    },
+    {
+        "slug": "breast-cancer-mlp",
+        "name": "Breast mass malignancy classifier",
+        "summary": "Benign vs malignant from 30 cell-nucleus measurements of a fine-needle aspirate.",
+        "description": "A two-layer perceptron on the Wisconsin diagnostic breast cancer data set (scikit-learn's "
+        "load_breast_cancer). Numeric tabular input, binary output.",
+        "modality": "tabular/numeric",
+        "result": "classification/binary",
+        "domain": "science/medicine/oncology",
+        "labels": ["malignant", "benign"],
+    },
+    {
+        "slug": "support-ticket-router",
+        "name": "Support ticket router",
+        "summary": "Classifies text into account, billing, shipping, technical (fine-tuned from all-MiniLM-L6-v2 "
+        "v1 on Support tickets (demo))",
+        "description": ROUTER_CARD,
+        "modality": "text/natural-language/english",
+        "result": "classification/multiclass",
+        "domain": "business/support-tickets",
+        "labels": ["account", "billing", "shipping", "technical"],
+    },
+]
+
+
+def register_demo() -> None:
+    from catalog.models import Domain, Modality, ResultKind
+    from catalog.services.registry import model_version_create, model_version_finish, registered_model_create
+    from catalog.services.teams import team_get_or_create
+
+    team = team_get_or_create(name="Platform ML")
+    for entry in DEMO:
+        model = registered_model_create(
+            slug=entry["slug"],
+            name=entry["name"],
+            summary=entry["summary"],
+            description=entry["description"],
+            team=team,
+            modality=Modality.objects.get(path=entry["modality"]),
+            result_kind=ResultKind.objects.get(path=entry["result"]),
+            domain=Domain.objects.get(path=entry["domain"]),
+        )
+        version = model_version_create(
+            registered_model=model,
+            family="mlp-classifier",
+            files=[{"name": "model.safetensors", "sha256": "0" * 64, "size": 1}],
+            labels=entry["labels"],
+        )
+        model_version_finish(version=version)
+
+
+def rank_of(question: dict[str, Any], rows: list[tuple[str, str]]) -> int | None:
+    for i, (slug, name) in enumerate(rows, start=1):
+        if ("slug" in question and slug == question["slug"]) or (
+            "name_has" in question and question["name_has"] in name.lower().split()
+        ):
+            return i
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--synthetic", type=int, default=2000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--depth", type=int, default=20, help="ranks looked at for MRR")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="relevance-")
+    os.environ["MODELLIBRARY_VAR_DIR"] = tmp
+    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{tmp}/db.sqlite3"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "modellibrary.settings"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import AnonymousUser
+    from django.core.management import call_command
+
+    settings.DISCOVERY_ENCODER_DIR = ROOT / "var" / "discovery" / "encoders"
+    settings.DISCOVERY_EMBED_SYNC = True
+    call_command("migrate", verbosity=0)
+    from catalog.services.synth import catalog_synth
+    from catalog.services.taxonomy import taxonomy_load
+    from discovery import selectors
+    from discovery.services import embeddings_refresh, encoder_resolve
+
+    taxonomy_load(path=ROOT / "fixtures" / "taxonomy.json")
+    info = encoder_resolve(build=True)
+    register_demo()
+    embeddings_refresh()
+    catalog_synth(count=args.synthetic)
+    from catalog.selectors.search import SearchParams, model_search
+
+    questions = json.loads((ROOT / "bench" / "relevance_questions.json").read_text())["questions"]
+    real_query_vector = selectors.query_vector
+
+    def ranks(semantic: bool) -> list[int | None]:
+        selectors.query_vector = real_query_vector if semantic else (lambda index, q: None)  # type: ignore[assignment]
+        out = []
+        for question in questions:
+            result = model_search(user=AnonymousUser(), params=SearchParams(q=question["q"]))
+            rows = [(m.slug, m.name) for m in result.rows(0, args.depth)]
+            out.append(rank_of(question, rows))
+        return out
+
+    keyword, hybrid = ranks(False), ranks(True)
+    print(
+        f"catalogue: {len(DEMO)} demo + {args.synthetic:,} synthetic entries; encoder {info.source if info else None}"
+    )
+    print(f"{'question':52s} {'keyword':>8s} {'hybrid':>8s}")
+    for question, k, h in zip(questions, keyword, hybrid, strict=True):
+        print(f"{question['q'][:52]:52s} {k or '-':>8} {h or '-':>8}")
+
+    def summary(rs: list[int | None]) -> tuple[float, float]:
+        recall = sum(1 for r in rs if r is not None and r <= 3) / len(rs)
+        mrr = sum(1 / r for r in rs if r is not None) / len(rs)
+        return recall, mrr
+
+    (kr, km), (hr, hm) = summary(keyword), summary(hybrid)
+    print(f"\n{len(questions)} questions   recall@3   MRR@{args.depth}")
+    print(f"keyword-only   {kr:8.3f}   {km:.3f}")
+    print(f"hybrid         {hr:8.3f}   {hm:.3f}")
+
+
+if __name__ == "__main__":
+    main()
