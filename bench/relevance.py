@@ -32,7 +32,7 @@ ROUTER_CARD = (
     "shipping (deliveries, returns, lost parcels) or technical (bugs, crashes, error messages). "
     "A classification head fine-tuned on all-MiniLM-L6-v2 with the support tickets demo dataset."
 )
-DEMO = [
+DEMO: list[dict[str, Any]] = [
     {
         "slug": "all-minilm-l6-v2",
         "name": "all-MiniLM-L6-v2",
