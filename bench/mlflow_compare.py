@@ -1,0 +1,228 @@
+"""Side by side with MLflow 3.17.2's model registry: the same 10,000 models,
+the same query shapes, one keep-alive client, requests interleaved in chunks.
+
+    .venv/bin/python bench/mlflow_compare.py [--count 10000] [--rounds 10] [--chunk 20]
+
+* MLflow: installed in its own virtualenv (``var/bench/mlflow-venv``, not in
+  the requirements), ``mlflow server`` on SQLite (``var/bench/mlflow.db``).
+* Ours: PostgreSQL (``BENCH_MLFLOW_DATABASE_URL``, default a
+  ``modellibrary_mlflow_cmp`` database, created if missing), gunicorn with 4
+  workers. Entries come from ``catalog_synth`` (all made internal, so the
+  anonymous client sees all 10,000 on both sides); each is registered in
+  MLflow with the same name, its summary as description and its tree paths
+  and team as tags.
+
+Shapes, both sides returning pages of 100 (name contains ↔ ``q``; a tree
+filter ↔ a ``LIKE 'path%'`` tag filter): name/text contains, one tree/tag
+filter, two filters + text, list page of 100, get one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+VENV = ROOT / "var" / "bench" / "mlflow-venv"
+MLFLOW_DB = ROOT / "var" / "bench" / "mlflow.db"
+WORDS = ["sentiment", "fraud", "ticket", "defect", "churn", "spam", "topic", "crop"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def ensure_mlflow() -> Path:
+    mlflow = VENV / "bin" / "mlflow"
+    if not mlflow.exists():
+        subprocess.run([sys.executable.replace(".venv/bin/python", "") or "python3", "-m", "venv", str(VENV)])
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "mlflow==3.17.2"], check=True)
+    return mlflow
+
+
+def wait_for(session: Any, url: str) -> None:
+    import requests
+
+    for _ in range(600):
+        try:
+            if session.get(url, timeout=5).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=10, help="chunks per shape and side")
+    parser.add_argument("--chunk", type=int, default=20)
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--mlflow-port", type=int, default=8767)
+    args = parser.parse_args()
+
+    from bench.search import ensure_database
+
+    url = os.environ.get("BENCH_MLFLOW_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/modellibrary_mlflow_cmp")
+    ensure_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "modellibrary.settings"
+    import django
+
+    django.setup()
+    import requests
+    from django.core.management import call_command
+
+    from catalog.models import RegisteredModel
+    from catalog.signals import catalog_changed
+
+    call_command("migrate", verbosity=0)
+    have = RegisteredModel.objects.count()
+    if have < args.count:
+        from catalog.services.synth import catalog_synth
+
+        catalog_synth(count=args.count - have, seed=7)
+    RegisteredModel.objects.update(visibility="internal")
+    catalog_changed()
+    entries = list(
+        RegisteredModel.objects.order_by("id").values_list(
+            "slug", "name", "summary", "modality__path", "domain__path", "result_kind__path", "team__slug"
+        )[: args.count]
+    )
+
+    mlflow = ensure_mlflow()
+    MLFLOW_DB.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-" + "x" * 40,
+        "MODELLIBRARY_LOCAL_HTTP": "1",
+        "API_THROTTLE_ANON": "off",
+        "API_THROTTLE_USER": "off",
+    }
+    ours_server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "modellibrary.wsgi", "-b", f"127.0.0.1:{args.port}"]
+        + ["-w", "4", "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+    )
+    mlflow_server = subprocess.Popen(
+        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{MLFLOW_DB}", "--host", "127.0.0.1"]
+        + ["--port", str(args.mlflow_port)],
+        cwd=ROOT / "var" / "bench",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ours_base = f"http://127.0.0.1:{args.port}/api/v1/models/"
+    ml_base = f"http://127.0.0.1:{args.mlflow_port}/api/2.0/mlflow/registered-models/"
+    try:
+        ours, ml = requests.Session(), requests.Session()
+        wait_for(ours, ours_base)
+        wait_for(ml, ml_base + "search?max_results=1")
+        stored = ml.get(ml_base + "search", params={"max_results": 1000}).json().get("registered_models", [])
+        if len(stored) < min(1000, args.count):
+            t0 = time.perf_counter()
+            for slug, name, summary, modality, domain, result, team in entries:
+                ml.post(
+                    ml_base + "create",
+                    json={
+                        "name": name,
+                        "description": summary,
+                        "tags": [
+                            {"key": "slug", "value": slug},
+                            {"key": "modality", "value": modality},
+                            {"key": "domain", "value": domain},
+                            {"key": "result", "value": result},
+                            {"key": "team", "value": team},
+                        ],
+                    },
+                ).raise_for_status()
+            print(f"MLflow filled with {len(entries):,} models in {time.perf_counter() - t0:.0f} s")
+        names = [e[1] for e in entries]
+        slugs = [e[0] for e in entries]
+
+        def shapes(i: int) -> dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]]:
+            word = WORDS[i % len(WORDS)]
+            j = (i * 7919) % len(entries)
+            return {
+                "name/text contains": (
+                    (ours_base, {"q": word, "page_size": 100}),
+                    (ml_base + "search", {"filter": f"name LIKE '%{word}%'", "max_results": 100}),
+                ),
+                "one tree/tag filter": (
+                    (ours_base, {"domain": "business", "page_size": 100}),
+                    (ml_base + "search", {"filter": "tags.domain LIKE 'business%'", "max_results": 100}),
+                ),
+                "two filters + text": (
+                    (ours_base, {"q": word, "domain": "business", "modality": "text", "page_size": 100}),
+                    (
+                        ml_base + "search",
+                        {
+                            "filter": f"name LIKE '%{word}%' AND tags.domain LIKE 'business%' "
+                            "AND tags.modality LIKE 'text%'",
+                            "max_results": 100,
+                        },
+                    ),
+                ),
+                "list page of 100": (
+                    (ours_base, {"page_size": 100}),
+                    (ml_base + "search", {"max_results": 100}),
+                ),
+                "get one model": (
+                    (f"{ours_base}{slugs[j]}/", {}),
+                    (ml_base + "get", {"name": names[j]}),
+                ),
+            }
+
+        # Warm both (every gunicorn worker builds its in-memory index once).
+        for i in range(40):
+            for (o_url, o_params), (m_url, m_params) in shapes(i).values():
+                ours.get(o_url, params=o_params).raise_for_status()
+                ml.get(m_url, params=m_params).raise_for_status()
+        times: dict[tuple[str, str], list[float]] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for r in range(args.rounds):
+            for shape in shapes(0):
+                for side, session in (("ours", ours), ("mlflow", ml)):
+                    for k in range(args.chunk):
+                        url_, params = shapes(r * args.chunk + k)[shape][0 if side == "ours" else 1]
+                        t0 = time.perf_counter()
+                        response = session.get(url_, params=params, timeout=30)
+                        elapsed = (time.perf_counter() - t0) * 1000
+                        response.raise_for_status()
+                        times.setdefault((shape, side), []).append(elapsed)
+                        body = response.json()
+                        counts[(shape, side)] = len(body.get("results", body.get("registered_models", [1])))
+    finally:
+        ours_server.terminate()
+        mlflow_server.terminate()
+        ours_server.wait(10)
+        mlflow_server.wait(10)
+
+    print(
+        f"\n{len(entries):,} models each; client-observed ms, {args.rounds} x {args.chunk} requests per shape and side"
+    )
+    print(f"{'shape':22s} {'ours p50':>9s} {'ours p95':>9s} {'MLflow p50':>11s} {'MLflow p95':>11s} {'p50 ratio':>10s}")
+    for shape in shapes(0):
+        o, m = times[(shape, "ours")], times[(shape, "mlflow")]
+        print(
+            f"{shape:22s} {statistics.median(o):9.1f} {percentile(o, 0.95):9.1f} {statistics.median(m):11.1f} "
+            f"{percentile(m, 0.95):11.1f} {statistics.median(m) / statistics.median(o):9.1f}x"
+            f"   (rows: ours {counts[(shape, 'ours')]}, MLflow {counts[(shape, 'mlflow')]})"
+        )
+    print("target: MLflow p50 / ours p50 >= 10 on every shape")
+
+
+if __name__ == "__main__":
+    main()
