@@ -3,13 +3,18 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from catalog.api import deploy, finetune, views
+from catalog.api import deploy, finetune, registration, views
 
 app_name = "api"
 
 urlpatterns = [
     path("models/", views.models_list, name="models"),
     path("models/<slug:slug>/", views.model_detail, name="model"),
+    path("models/<slug:slug>/versions/", registration.model_versions_create, name="model_versions"),
+    path("models/<slug:slug>/aliases/", registration.model_aliases_set, name="model_aliases"),
+    path("models/<slug:slug>/aliases/<slug:alias>/", registration.model_alias_delete, name="model_alias"),
+    path("models/<slug:slug>/lifecycle/", registration.model_lifecycle, name="model_lifecycle"),
+    path("models/<slug:slug>/card/", registration.model_card, name="model_card"),
     path("models/<slug:slug>/resolve", deploy.model_resolve, name="resolve"),
     path("variants/<int:variant_id>/download", deploy.variant_download, name="variant_download"),
     path("versions/<int:version_id>/compile/", deploy.version_compile_request, name="version_compile"),

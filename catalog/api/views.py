@@ -12,6 +12,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from catalog.api import registration
 from catalog.api.params import SearchParamsSerializer
 from catalog.api.serializers import ModelDetailSerializer, ModelSummarySerializer
 from catalog.models import Alias, ModelVersion
@@ -28,6 +29,7 @@ def _page_url(request: Request, page: int) -> str:
 
 
 @extend_schema(
+    methods=["GET"],
     parameters=[SearchParamsSerializer],
     responses={200: ModelSummarySerializer(many=True)},
     description="Search the catalogue. Tree filters (`modality`, `result`, `domain`) match the "
@@ -35,8 +37,11 @@ def _page_url(request: Request, page: int) -> str:
     "matching models, with counts rolled up to parents, over the current result set. "
     "`GET /api/v1/taxonomy/{kind}/` lists every node.",
 )
-@api_view(["GET"])
+@extend_schema(methods=["POST"], **registration.MODEL_CREATE_SCHEMA)
+@api_view(["GET", "POST"])
 def models_list(request: Request) -> Response:
+    if request.method == "POST":  # registration (catalog.api.registration)
+        return registration.model_create(request)
     params = SearchParamsSerializer(data=request.query_params)
     params.is_valid(raise_exception=True)
     try:

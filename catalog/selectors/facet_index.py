@@ -58,6 +58,8 @@ class FacetIndex:
     nodes: dict[str, dict[int, TaxonomyNode]] = field(default_factory=dict)
     node_rows: dict[str, list[tuple[int, str, str, str, int]]] = field(default_factory=dict)
     teams: dict[int, Team] = field(default_factory=dict)
+    # False for deprecated and archived models: hidden from search by default.
+    active: np.ndarray | None = None
     # Search embeddings, one row per entry of ``ids`` (discovery.selectors).
     vectors: VectorIndex | None = None
 
@@ -111,6 +113,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
             "precision",
             "created_at",
             "latest_version_id",
+            "lifecycle",
         )
     )
     n = len(rows)
@@ -135,6 +138,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
         variant_p95=np.zeros(0, dtype=np.float64),
         variant_codes=Codes(),
     )
+    index.active = np.fromiter((r[10] == "active" for r in rows), dtype=bool, count=n)
     latest = {r[9]: r[0] for r in rows if r[9] is not None}
     variants = [
         v

@@ -251,6 +251,8 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     p = params
     index = facet_index()
     mask = _visible_mask(index, user)
+    if index.active is not None:
+        mask &= index.active  # deprecated and archived models leave search results
     selected: dict[str, str] = {}
     columns = {"modality": index.modality, "result": index.result, "domain": index.domain}
     for kind, column in columns.items():
