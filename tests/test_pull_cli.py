@@ -27,6 +27,7 @@ import pytest
 from pullcli.__main__ import main as cli
 from pullcli.net import CliError
 from pullcli.pull import unpack
+from tests.catalog.test_s3_storage import moto_endpoint, s3  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "secret-token-123"
@@ -102,6 +103,26 @@ def test_pull_resumes_an_interrupted_download(live_server: Any, bundle_variant: 
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
     variant.refresh_from_db()
     assert variant.download_count == 0  # only the rest was fetched, with a Range request
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("s3")  # before bundle_variant: its bundle goes to the bucket
+def test_pull_through_a_presigned_s3_redirect(
+    live_server: Any, bundle_variant: Any, tmp_path: Path, settings: Any
+) -> None:
+    """With S3 storage the API answers 302 to a presigned URL on the object
+    store (moto here): pull follows it, a resumed download included."""
+    from catalog.storage import artifact_local_path
+
+    variant, bundle = bundle_variant
+    settings.ARTIFACT_PRESIGNED_DOWNLOADS = True
+    assert artifact_local_path(variant.sha256) is None  # the bundle lives in the bucket
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{variant.sha256}.tar.part").write_bytes(bundle.read_bytes()[:400_000])
+    assert cli(args(live_server, out)) == 0
+    assert (out / "model.onnx").read_bytes() == WEIGHTS
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
 
 
 @pytest.mark.django_db(transaction=True)
