@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db.models import F
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.views.decorators.http import require_http_methods
-from drf_spectacular.utils import extend_schema
+from django.http import FileResponse, HttpResponse, HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.decorators import api_view, permission_classes
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.decorators import api_view, content_negotiation_class, permission_classes, renderer_classes
+from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.authentication import ApiTokenAuthentication
+from catalog.api.errors import COMMON_ERRORS, ApiError, NoVariantSerializer, error_responses
+from catalog.api.serializers import CompileQueuedSerializer, ResolvedVariantSerializer
 from catalog.models import ModelVersion, Variant, VariantStatus
 from catalog.selectors.jobs import teams_of
 from catalog.selectors.variants import variant_resolve
 from catalog.selectors.visibility import models_visible, visibility_q
-from catalog.storage import artifact_key, artifact_open, artifact_open_range, artifact_storage
+from catalog.storage import artifact_exists, artifact_key, artifact_open, artifact_open_range, artifact_storage
+
+log = logging.getLogger(__name__)
+
+MAX_INT = 2**31 - 1
 
 
 def variant_body(variant: Variant, request: Any) -> dict[str, Any]:
@@ -49,12 +58,12 @@ def variant_body(variant: Variant, request: Any) -> dict[str, Any]:
 
 
 class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
-    alias = serializers.SlugField(required=False, default="")
-    version = serializers.IntegerField(required=False, min_value=1, default=None)
-    runtime = serializers.CharField(required=False, default="", max_length=30)
-    precision = serializers.CharField(required=False, default="", max_length=10)
-    hardware = serializers.CharField(required=False, default="", max_length=30)
-    format = serializers.CharField(required=False, default="", max_length=30)
+    alias = serializers.SlugField(required=False, allow_blank=True, default="")
+    version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT, default=None)
+    runtime = serializers.CharField(required=False, allow_blank=True, default="", max_length=30)
+    precision = serializers.CharField(required=False, allow_blank=True, default="", max_length=10)
+    hardware = serializers.CharField(required=False, allow_blank=True, default="", max_length=30)
+    format = serializers.CharField(required=False, allow_blank=True, default="", max_length=30)
     max_p95_ms = serializers.FloatField(required=False, min_value=0, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -63,30 +72,50 @@ class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
         return attrs
 
 
-@extend_schema(parameters=[ResolveParams], responses={200: dict, 404: dict})
+@extend_schema(
+    parameters=[ResolveParams],
+    responses={
+        200: ResolvedVariantSerializer,
+        404: OpenApiResponse(
+            NoVariantSerializer,
+            description="No visible model with that slug (`code: not_found`, `detail` only), or no served "
+            "variant meets the constraints (`code: no_variant`, with the variants passed over and why).",
+        ),
+        **error_responses(400, 401, *COMMON_ERRORS),
+    },
+    description="The fastest served variant (batch-1 p95) of the model's `production` alias (or the "
+    "given alias or version) that meets every constraint. Give an alias or a version, not both.",
+)
 @api_view(["GET"])
 def model_resolve(request: Request, slug: str) -> Response:
     params = ResolveParams(data=request.query_params)
     params.is_valid(raise_exception=True)
     model = models_visible(user=request.user).filter(slug=slug).first()
     if model is None:
-        raise Http404("No model with that slug is visible to you.")
+        raise NotFound("No model with that slug is visible to you.")
     r = variant_resolve(model=model, **params.validated_data)
     if r.variant is None:
-        return Response(
-            {
-                "detail": r.reason,
-                "model": slug,
-                "version": r.version.version if r.version else None,
-                "constraints": {k: v for k, v in params.validated_data.items() if v not in ("", None)},
-                "excluded": r.excluded,
-            },
-            status=404,
+        raise ApiError(
+            404,
+            r.reason,
+            "no_variant",
+            model=slug,
+            version=r.version.version if r.version else None,
+            constraints={k: v for k, v in params.validated_data.items() if v not in ("", None)},
+            excluded=r.excluded,
         )
     return Response({**variant_body(r.variant, request), "excluded": r.excluded})
 
 
-@extend_schema(request=None, responses={202: dict})
+@extend_schema(
+    request=None,
+    responses={
+        202: CompileQueuedSerializer,
+        **error_responses(400, 401, 403, 404, *COMMON_ERRORS),
+    },
+    description="Queue a (re)compile of a ready version of one of your teams' models into its "
+    "ONNX variants. 400 when the version's family has no compiled variants or it is not ready.",
+)
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def version_compile_request(request: Request, version_id: int) -> Response:
@@ -94,7 +123,7 @@ def version_compile_request(request: Request, version_id: int) -> Response:
 
     version = ModelVersion.objects.filter(pk=version_id, registered_model__team__in=teams_of(request.user)).first()
     if version is None:
-        raise Http404("No version with that id in your teams.")
+        raise NotFound("No version with that id in your teams.")
     if version.family not in COMPILABLE:
         raise serializers.ValidationError({"version": [f"{version.family!r} models have no compiled variants."]})
     if not compile_request(version=version):
@@ -107,17 +136,6 @@ def version_compile_request(request: Request, version_id: int) -> Response:
 # --- download -----------------------------------------------------------------
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _user(request: HttpRequest) -> Any:
-    """Token or session authentication for a plain Django view."""
-    try:
-        result = ApiTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
-    except AuthenticationFailed as exc:
-        raise PermissionError(str(exc.detail)) from exc
-    if result is not None:
-        return result[0]
-    return request.user
 
 
 class RangeNotSatisfiable(Exception):
@@ -152,24 +170,79 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, min(int(last), size - 1) if last else size - 1
 
 
-@require_http_methods(["GET", "HEAD"])
-def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
-    try:
-        user = _user(request)
-    except PermissionError as exc:
-        return JsonResponse({"detail": str(exc)}, status=401)
+class BundleNegotiation(DefaultContentNegotiation):
+    """Any ``Accept`` gets the bundle on success (a FileResponse, not rendered)
+    and JSON for an error: the only renderer is JSON, and it is always picked."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        first = next(iter(renderers))
+        return first, first.media_type
+
+
+def _response_header(name: str, codes: list[int], description: str = "") -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.HEADER, description=description, response=codes)
+
+
+@extend_schema(
+    operation_id="variants_download",
+    parameters=[
+        OpenApiParameter(
+            "Range",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="One byte range, `bytes=START-[END]` or `bytes=-SUFFIX` (resume a download). Several "
+            "ranges are answered with the whole file; a malformed or out-of-bounds one with 416.",
+        ),
+        OpenApiParameter(
+            "If-Range",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="The ETag of the partial copy: a stale one gets the whole new file (200).",
+        ),
+        OpenApiParameter(
+            "If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description="An ETag held: 304 if unchanged."
+        ),
+        _response_header("ETag", [200, 206, 302, 304], "The bundle's sha256, quoted."),
+        _response_header("Accept-Ranges", [200, 206]),
+        _response_header("Content-Disposition", [200, 206], '`attachment; filename="…tar"`'),
+        _response_header("Content-Range", [206, 416]),
+        _response_header("Location", [302], "A presigned URL of the bundle."),
+    ],
+    responses={
+        (200, "application/x-tar"): OpenApiResponse(
+            OpenApiTypes.BINARY,
+            description="The bundle: a tar of the model file, tokenizer files and `manifest.json`.",
+        ),
+        (206, "application/x-tar"): OpenApiResponse(
+            OpenApiTypes.BINARY,
+            description="The requested byte range of the bundle.",
+        ),
+        302: OpenApiResponse(
+            description="With S3 storage: a redirect to a short-lived presigned URL of the bundle.",
+        ),
+        304: OpenApiResponse(description="`If-None-Match` names the current ETag: the copy held is current."),
+        **error_responses(401, 404, 409, 410, 416, 429, 503),
+    },
+    description="Download a served variant's bundle (GET or HEAD). Supports `Range` (206), `If-Range`, "
+    "`If-None-Match` (304); with S3 storage answers 302 to a presigned URL. 409 when the variant is not "
+    "served, 410 when its file is missing from the artifact store.",
+)
+@api_view(["GET", "HEAD"])
+@renderer_classes([JSONRenderer])
+@content_negotiation_class(BundleNegotiation)
+def variant_download(request: Request, variant_id: int) -> HttpResponseBase:
     variant = (
         Variant.objects.select_related("version__registered_model")
-        .filter(visibility_q(user, prefix="version__registered_model__"), pk=variant_id)
+        .filter(visibility_q(request.user, prefix="version__registered_model__"), pk=variant_id)
         .first()
     )
     if variant is None:
-        return JsonResponse({"detail": "No variant with that id is visible to you."}, status=404)
+        raise NotFound("No variant with that id is visible to you.")
     if variant.status != VariantStatus.SERVED or not variant.sha256:
-        return JsonResponse(
-            {"detail": f"{variant.name} is {variant.status} and is not served.", "reason": variant.status_reason},
-            status=409,
-        )
+        reason = f": {variant.status_reason}" if variant.status_reason else "."
+        raise ApiError(409, f"{variant.name} is {variant.status} and is not served{reason}", "not_served")
     model = variant.version.registered_model
     filename = f"{model.slug}-v{variant.version.version}-{variant.name}.tar"
     etag = f'"{variant.sha256}"'
@@ -181,6 +254,12 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
         "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "private, max-age=0",
     }
+    missing = ApiError(
+        410,
+        f"The file of {model.slug} v{variant.version.version} {variant.name} is missing from the artifact "
+        "store; ask the model's team to compile it again.",
+        "file_missing",
+    )
 
     if settings.ARTIFACT_STORAGE == "s3" and settings.ARTIFACT_PRESIGNED_DOWNLOADS:
         url = artifact_storage().url(  # type: ignore[call-arg]
@@ -209,21 +288,31 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
     try:
         span = _parse_range(wanted, size)
     except RangeNotSatisfiable:
-        refused = HttpResponse(status=416)
-        refused["Content-Range"] = f"bytes */{size}"
-        for k, v in common.items():
-            refused[k] = v
-        return refused
+        raise ApiError(
+            416,
+            f"The range {wanted[:100]!r} cannot be served from a {size}-byte bundle.",
+            "range_not_satisfiable",
+            headers={"Content-Range": f"bytes */{size}", **common},
+        ) from None
     start, end = (0, size - 1) if span is None else span
     length = end - start + 1 if size else 0
     status = 200 if span is None else 206
     response: HttpResponseBase
     if request.method == "HEAD":
+        if not artifact_exists(variant.sha256):
+            log.error("variant %s: blob %s is missing", variant.pk, variant.sha256)
+            raise missing
         response = HttpResponse(status=status)
     else:
+        try:
+            body = (
+                artifact_open(variant.sha256) if status == 200 else artifact_open_range(variant.sha256, start, length)
+            )
+        except (FileNotFoundError, OSError) as exc:
+            log.error("variant %s: blob %s cannot be opened: %s", variant.pk, variant.sha256, exc)
+            raise missing from exc
         if start == 0:
             Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
-        body = artifact_open(variant.sha256) if status == 200 else artifact_open_range(variant.sha256, start, length)
         streamed = FileResponse(body, status=status, content_type="application/x-tar")
         # Full files go out through sendfile (wsgi.file_wrapper); ranges are
         # read in 1 MiB pieces, not FileResponse's default 4 KiB.
@@ -236,6 +325,3 @@ def variant_download(request: HttpRequest, variant_id: int) -> HttpResponseBase:
     for k, v in common.items():
         response[k] = v
     return response
-
-
-variant_download.__doc__ = "GET|HEAD the variant's bundle (tar: model, tokenizer, manifest.json)."

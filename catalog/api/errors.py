@@ -53,6 +53,46 @@ class ValidationErrorSerializer(ErrorSerializer):
     )
 
 
+class DatasetIssueSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    row = serializers.IntegerField(allow_null=True, help_text="1-based data row; null for the file as a whole.")
+    column = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class DatasetInvalidSerializer(ValidationErrorSerializer):
+    """A 400 for a dataset file: the problems under `errors.file`, and each with its row and column."""
+
+    issues = DatasetIssueSerializer(many=True)
+
+
+class ExcludedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    variant = serializers.CharField()
+    constraint = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class NoVariantSerializer(ErrorSerializer):
+    """A 404 from resolve when the model is visible but no variant meets the constraints."""
+
+    model = serializers.CharField()
+    version = serializers.IntegerField(allow_null=True)
+    constraints = serializers.DictField(child=serializers.JSONField())
+    excluded = ExcludedSerializer(many=True)
+
+
+class ApiError(exceptions.APIException):
+    """An API error with a chosen status and code, and extra members in its body
+    (documented by an ErrorSerializer subclass)."""
+
+    def __init__(
+        self, status_code: int, detail: str, code: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail, code)
+        self.status_code = status_code
+        self.headers = headers or {}
+        self.extra = extra
+
+
 def error_body(detail: str, code: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"detail": detail, "code": code}
     if errors is not None:
@@ -110,10 +150,18 @@ def _flatten(detail: Any) -> list[str]:
     return [str(detail)]
 
 
-def _field_errors(detail: Any) -> dict[str, list[str]]:
-    if isinstance(detail, dict):
-        return {str(field): _flatten(messages) for field, messages in detail.items()}
-    return {"non_field_errors": _flatten(detail)}
+def _field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """``{"field": [...], "nested.field": [...]}`` from DRF's nested error detail."""
+    if not isinstance(detail, dict):
+        return {prefix or "non_field_errors": _flatten(detail)}
+    out: dict[str, list[str]] = {}
+    for field, messages in detail.items():
+        name = f"{prefix}.{field}" if prefix and field != "non_field_errors" else (prefix or str(field))
+        if isinstance(messages, dict):
+            out.update(_field_errors(messages, name))
+        else:
+            out.setdefault(name, []).extend(_flatten(messages))
+    return out
 
 
 def _first_code(codes: Any) -> str:
@@ -128,8 +176,9 @@ def _first_code(codes: Any) -> str:
 def _validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
     errors = _field_errors(exc.detail)
     problems = sum(len(v) for v in errors.values())
-    if list(errors) == ["non_field_errors"] and problems == 1:
-        detail = errors["non_field_errors"][0]
+    if problems == 1:
+        field, messages = next(iter(errors.items()))
+        detail = messages[0] if field == "non_field_errors" else f"{field}: {messages[0]}"
     else:
         fields = ", ".join(f for f in errors if f != "non_field_errors")
         detail = f"The request is not valid ({problems} problem{'s' if problems != 1 else ''}" + (
@@ -141,6 +190,8 @@ def _validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
 def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
     if isinstance(exc, exceptions.ValidationError):
         return _validation_body(exc)
+    if isinstance(exc, ApiError):
+        return {**error_body(str(exc.detail), str(getattr(exc.detail, "code", "error"))), **exc.extra}
     detail = exc.detail
     if isinstance(detail, (dict, list)):
         messages = _flatten(detail)
@@ -163,6 +214,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     response.data = _api_exception_body(exc)
+    if isinstance(exc, ApiError):
+        for name, value in exc.headers.items():
+            response[name] = value
     return response
 
 

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.models import DatasetVersion, Domain, FineTuneJob, Team
+from catalog.api.errors import COMMON_ERRORS, ApiError, DatasetInvalidSerializer, error_responses
+from catalog.api.serializers import DatasetSerializer, JobCreatedSerializer, JobSerializer
+from catalog.models import DatasetVersion, Domain, FineTuneJob, Team, Visibility
 from catalog.selectors.jobs import base_version_resolve, jobs_visible, teams_of
 from catalog.services.datasets import dataset_upload
 from catalog.services.finetune import finetune_request, job_cancel
 from runners.datasets import DatasetInvalid
+from runners.families.text_classifier import FitParams
 
 
 def team_for(user: Any, slug: str | None) -> Team:
@@ -59,7 +63,27 @@ def dataset_body(version: DatasetVersion, created: bool) -> dict[str, Any]:
     }
 
 
-@extend_schema(request={"multipart/form-data": DatasetUploadSerializer}, responses={201: dict, 400: dict})
+@extend_schema(
+    request={
+        "multipart/form-data": DatasetUploadSerializer,
+        "application/x-www-form-urlencoded": DatasetUploadSerializer,
+    },
+    responses={
+        201: OpenApiResponse(DatasetSerializer, description="A new dataset version was stored."),
+        200: OpenApiResponse(
+            DatasetSerializer,
+            description="The same file was uploaded to this dataset before: that version, `created: false` "
+            "(uploads are idempotent by sha256).",
+        ),
+        400: OpenApiResponse(
+            DatasetInvalidSerializer,
+            description="The form or the file is not valid: every problem under `errors`; for the file, "
+            "each with its row and column under `issues`.",
+        ),
+        **error_responses(401, 403, 413, 415, *COMMON_ERRORS),
+    },
+    description="Upload a labelled text dataset (CSV or JSONL) for fine-tuning.",
+)
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 @parser_classes([MultiPartParser, FormParser])
@@ -85,31 +109,103 @@ def datasets_create(request: Request) -> Response:
             domain=domain,
         )
     except DatasetInvalid as exc:
-        return Response(
-            {"detail": "The dataset is not valid.", "errors": [i.as_dict() for i in exc.issues]},
-            status=status.HTTP_400_BAD_REQUEST,
-        )
+        n = len(exc.issues)
+        raise ApiError(
+            400,
+            f"The dataset is not valid ({n} problem{'s' if n != 1 else ''}): {exc.issues[0]}"
+            if n
+            else "The dataset is not valid.",
+            "invalid",
+            errors={"file": [str(i) for i in exc.issues]},
+            issues=[i.as_dict() for i in exc.issues],
+        ) from exc
     return Response(dataset_body(version, created), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def _hyperparameter_field(name: str, kind: str) -> serializers.Field:  # type: ignore[type-arg]
+    low, high = FitParams.BOUNDS[name]
+    default = getattr(FitParams, name)
+    if kind in ("int", "builtins.int"):
+        return serializers.IntegerField(
+            required=False, min_value=int(low), max_value=int(high), help_text=f"default {default}"
+        )
+    return serializers.FloatField(required=False, min_value=low, max_value=high, help_text=f"default {default}")
+
+
+class HyperparametersSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The text-classifier's training parameters (each optional, with its bounds).
+    Every problem is reported, each under `hyperparameters.<name>`; unknown names are refused."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+        return {f.name: _hyperparameter_field(f.name, str(f.type)) for f in fields(FitParams)}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Give the hyperparameters as an object."]})
+        known = set(self.fields)
+        errors: dict[str, Any] = {
+            name: [f"Unknown hyperparameter; use one of {', '.join(sorted(known))}."]
+            for name in data
+            if name not in known
+        }
+        try:
+            values = cast(dict[str, Any], super().to_internal_value({k: v for k, v in data.items() if k in known}))
+        except serializers.ValidationError as exc:
+            errors.update(cast(dict[str, Any], exc.detail))
+            values = {}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return values
 
 
 class FineTuneRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     base = serializers.CharField(help_text="model slug (its production version) or slug@version")
-    dataset = serializers.IntegerField(help_text="dataset version id from POST /datasets/")
+    dataset = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="dataset version id from POST /datasets/"
+    )
     name = serializers.CharField(max_length=200, help_text="name of the new (or your team's existing) model")
-    hyperparameters = serializers.DictField(required=False, default=dict)
-    min_precision = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=1.0)
-    visibility = serializers.ChoiceField(choices=["internal", "private"], required=False, default="internal")
+    hyperparameters = HyperparametersSerializer(required=False, default=dict)
+    min_precision = serializers.FloatField(
+        required=False, default=0.0, min_value=0.0, max_value=1.0, help_text="Quality gate on macro precision (0–1)."
+    )
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False, default=Visibility.INTERNAL)
     team = serializers.SlugField(required=False)
 
 
 def _team_job_or_404(request: Request, job_id: int) -> FineTuneJob:
     job = jobs_visible(user=request.user).filter(pk=job_id).first()
     if job is None:
-        raise Http404("No fine-tune job with that id in your teams.")
+        raise NotFound("No fine-tune job with that id in your teams.")
     return job
 
 
-def job_body(job: FineTuneJob) -> dict[str, Any]:
+LOG_LINES_DEFAULT = 200
+LOG_LINES_MAX = 5000
+
+
+def job_url(request: Request, job: FineTuneJob) -> str:
+    return request.build_absolute_uri(f"/api/v1/finetune-jobs/{job.pk}/")
+
+
+def log_tail(log: str, lines: int) -> tuple[str, int, bool]:
+    """The last ``lines`` lines of ``log``, how many it has, and whether some were left out."""
+    all_lines = log.splitlines(keepends=True)
+    tail = all_lines[-lines:] if lines else []
+    return "".join(tail), len(all_lines), len(tail) < len(all_lines)
+
+
+class JobParams(serializers.Serializer):  # type: ignore[type-arg]
+    log_lines = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=LOG_LINES_MAX,
+        default=LOG_LINES_DEFAULT,
+        help_text=f"How many of the log's last lines to return (0–{LOG_LINES_MAX}).",
+    )
+
+
+def job_body(job: FineTuneJob, request: Request, log_lines: int = LOG_LINES_DEFAULT) -> dict[str, Any]:
+    log, total, truncated = log_tail(job.log, log_lines)
     result = None
     if job.result_version_id and job.result_version is not None:
         result = {
@@ -119,6 +215,7 @@ def job_body(job: FineTuneJob) -> dict[str, Any]:
         }
     return {
         "id": job.pk,
+        "url": job_url(request, job),
         "status": job.status,
         "phase": job.phase,
         "progress": round(job.progress, 4),
@@ -131,13 +228,24 @@ def job_body(job: FineTuneJob) -> dict[str, Any]:
         "error": job.error,
         "result": result,
         "loss_history": job.loss_history,
+        "log": log,
+        "log_total_lines": total,
+        "log_truncated": truncated,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
 
 
-@extend_schema(request=FineTuneRequestSerializer, responses={201: dict, 400: dict})
+@extend_schema(
+    request=FineTuneRequestSerializer,
+    responses={
+        201: OpenApiResponse(JobCreatedSerializer, description="The job is queued."),
+        **error_responses(400, 401, 403, 415, *COMMON_ERRORS),
+    },
+    description="Fine-tune a text model of the catalogue on one of your team's datasets. The job is "
+    "queued for a worker; poll its `url`.",
+)
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 @parser_classes([JSONParser])
@@ -146,12 +254,15 @@ def finetune_jobs_create(request: Request) -> Response:
     form.is_valid(raise_exception=True)
     data = form.validated_data
     team = team_for(request.user, data.get("team"))
+    errors: dict[str, list[str]] = {}
     base = base_version_resolve(user=request.user, ref=data["base"])
     if base is None:
-        raise serializers.ValidationError({"base": [f"No model version {data['base']!r} is visible to you."]})
+        errors["base"] = [f"No model version {data['base']!r} is visible to you."]
     dataset = DatasetVersion.objects.filter(pk=data["dataset"], dataset__team__in=teams_of(request.user)).first()
     if dataset is None:
-        raise serializers.ValidationError({"dataset": [f"No dataset version {data['dataset']} of your teams."]})
+        errors["dataset"] = [f"No dataset version {data['dataset']} of your teams."]
+    if errors or base is None or dataset is None:
+        raise serializers.ValidationError(errors)
     try:
         with transaction.atomic():
             job = finetune_request(
@@ -166,20 +277,31 @@ def finetune_jobs_create(request: Request) -> Response:
             )
     except DjangoValidationError as exc:
         raise serializers.ValidationError(exc.message_dict) from exc
+    url = job_url(request, job)
     return Response(
-        {"id": job.pk, "status": job.status, "url": f"/api/v1/finetune-jobs/{job.pk}/"}, status=status.HTTP_201_CREATED
+        {"id": job.pk, "status": job.status, "url": url}, status=status.HTTP_201_CREATED, headers={"Location": url}
     )
 
 
-@extend_schema(responses={200: dict})
+@extend_schema(
+    parameters=[JobParams],
+    responses={200: JobSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
+    description="A job of one of your teams: status, progress, metrics, result and the tail of its log.",
+)
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def finetune_job_detail(request: Request, job_id: int) -> Response:
-    return Response(job_body(_team_job_or_404(request, job_id)))
+    params = JobParams(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return Response(job_body(_team_job_or_404(request, job_id), request, params.validated_data["log_lines"]))
 
 
-@extend_schema(request=None, responses={200: dict})
+@extend_schema(
+    request=None,
+    responses={200: JobSerializer, **error_responses(401, 403, 404, *COMMON_ERRORS)},
+    description="Cancel a job of one of your teams (a finished job is answered as it is).",
+)
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def finetune_job_cancel(request: Request, job_id: int) -> Response:
-    return Response(job_body(job_cancel(job=_team_job_or_404(request, job_id))))
+    return Response(job_body(job_cancel(job=_team_job_or_404(request, job_id)), request))

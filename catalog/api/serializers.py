@@ -2,13 +2,81 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import Alias, ModelVersion, RegisteredModel, TaxonomyNode, Variant
+from catalog.models import Alias, JobStatus, ModelVersion, RegisteredModel, TaxonomyNode, Variant, VersionStatus
 
 
 def node_dict(node: TaxonomyNode) -> dict[str, str]:
     return {"path": node.path, "label": node.label}
+
+
+# --- shapes used only to describe responses (drf-spectacular components) --------------------
+
+
+class NodeRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    path = serializers.CharField(help_text="Slug path, e.g. `image/classification`.")
+    label = serializers.CharField(help_text="Human path, e.g. `Image › Classification`.")  # type: ignore[assignment]
+
+
+class MetricSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField()
+    value = serializers.FloatField()
+    evaluation_dataset = serializers.CharField()
+    split = serializers.CharField()
+    samples = serializers.IntegerField(allow_null=True)
+
+
+class LineageBaseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class LineageDatasetSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class LineageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    base = LineageBaseSerializer(allow_null=True)
+    dataset_version = LineageDatasetSerializer(allow_null=True)
+
+
+class LatestVersionSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    version = serializers.IntegerField()
+    family = serializers.CharField()
+    framework = serializers.CharField()
+    parameter_count = serializers.IntegerField(allow_null=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), help_text="metric name → value")
+
+
+class TaxonomyTreeNodeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    path = serializers.CharField()
+    name = serializers.CharField()
+    count = serializers.IntegerField(help_text="Models in this node's subtree (0 in the taxonomy listing).")
+
+
+# Recursive: a node's children are nodes (drf-spectacular emits a $ref to itself).
+TaxonomyTreeNodeSerializer._declared_fields["children"] = TaxonomyTreeNodeSerializer(many=True)
+
+
+class TeamFacetSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FacetsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    modality = TaxonomyTreeNodeSerializer(many=True)
+    result = TaxonomyTreeNodeSerializer(many=True)
+    domain = TaxonomyTreeNodeSerializer(many=True)
+    team = TeamFacetSerializer(many=True)
+
+
+class TaxonomySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    kind = serializers.CharField()
+    nodes = TaxonomyTreeNodeSerializer(many=True)
 
 
 class VariantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -64,6 +132,7 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "created_at",
         ]
 
+    @extend_schema_field(MetricSerializer(many=True))
     def get_metrics(self, obj: ModelVersion) -> list[dict[str, Any]]:
         return [
             {
@@ -76,6 +145,7 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             for m in obj.metrics.all()
         ]
 
+    @extend_schema_field(LineageSerializer)
     def get_lineage(self, obj: ModelVersion) -> dict[str, Any]:
         base = obj.base_version
         return {
@@ -126,18 +196,23 @@ class ModelSummarySerializer(serializers.ModelSerializer):  # type: ignore[type-
             "created_at",
         ]
 
+    @extend_schema_field(NodeRefSerializer)
     def get_modality(self, obj: RegisteredModel) -> dict[str, str]:
         return node_dict(obj.modality)
 
+    @extend_schema_field(NodeRefSerializer)
     def get_result(self, obj: RegisteredModel) -> dict[str, str]:
         return node_dict(obj.result_kind)
 
+    @extend_schema_field(NodeRefSerializer)
     def get_domain(self, obj: RegisteredModel) -> dict[str, str]:
         return node_dict(obj.domain)
 
+    @extend_schema_field(LatestVersionSummarySerializer(allow_null=True))
     def get_latest_version(self, obj: RegisteredModel) -> dict[str, Any] | None:
         return latest_summary(obj)
 
+    @extend_schema_field(serializers.URLField(help_text="This model's API URL."))
     def get_url(self, obj: RegisteredModel) -> str:
         request = self.context.get("request")
         path = f"/api/v1/models/{obj.slug}/"
@@ -151,6 +226,109 @@ class ModelDetailSerializer(ModelSummarySerializer):
     class Meta(ModelSummarySerializer.Meta):
         fields = [*ModelSummarySerializer.Meta.fields, "description", "versions", "aliases"]
 
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField(), help_text="alias → version number"))
     def get_aliases(self, obj: RegisteredModel) -> dict[str, int]:
         aliases: list[Alias] = list(obj.aliases.all())
         return {a.name: a.version.version for a in aliases}
+
+
+class ModelListSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    count = serializers.IntegerField(help_text="Models matching the query, over all pages.")
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField(help_text="The last page (1 when nothing matches).")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ModelSummarySerializer(many=True)
+    facets = FacetsSerializer(
+        help_text="Each tree's nodes that hold matching models (counts rolled up to parents), and teams."
+    )
+
+
+# --- deploy ----------------------------------------------------------------------------------
+
+
+class ExcludedVariantSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    variant = serializers.CharField()
+    constraint = serializers.CharField(
+        help_text="`status`, `runtime`, `precision`, `hardware`, `format` or `max_p95_ms`"
+    )
+    reason = serializers.CharField()
+
+
+class ResolvedVariantSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    model = serializers.CharField(help_text="The model's slug.")
+    version = serializers.IntegerField()
+    format = serializers.CharField()
+    precision = serializers.CharField()
+    runtime = serializers.CharField()
+    hardware = serializers.CharField()
+    opset = serializers.IntegerField(allow_null=True)
+    toolchain = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    parity = serializers.JSONField()
+    latency = serializers.JSONField()
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+    hardware_fingerprint = serializers.JSONField()
+    download_url = serializers.URLField()
+    excluded = ExcludedVariantSerializer(many=True, help_text="Variants of the version passed over, and why.")
+
+
+class CompileQueuedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    version = serializers.IntegerField()
+    queued = serializers.BooleanField()
+    variants = serializers.ListField(child=serializers.CharField())
+
+
+# --- datasets and fine-tune jobs ---------------------------------------------------------------
+
+
+class DatasetSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField(help_text="Dataset version id (give it to `POST /finetune-jobs/`).")
+    dataset = serializers.CharField()
+    sha256 = serializers.CharField()
+    rows = serializers.IntegerField()
+    labels = serializers.ListField(child=serializers.CharField())
+    label_counts = serializers.DictField(child=serializers.IntegerField())
+    duplicates_dropped = serializers.IntegerField()
+    created = serializers.BooleanField(help_text="False when the same file was uploaded before (answered with 200).")
+
+
+class JobCreatedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    url = serializers.URLField(help_text="The job's absolute API URL.")
+
+
+class JobResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=VersionStatus.choices)
+
+
+class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    phase = serializers.CharField()
+    progress = serializers.FloatField()
+    attempts = serializers.IntegerField()
+    base = serializers.CharField(help_text="`slug@version` of the base model.")
+    dataset = serializers.IntegerField()
+    hyperparameters = serializers.DictField(child=serializers.JSONField())
+    min_precision = serializers.FloatField()
+    metrics = serializers.DictField(child=serializers.JSONField())
+    error = serializers.CharField()
+    result = JobResultSerializer(allow_null=True)
+    loss_history = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[[step, loss], …]"
+    )
+    log = serializers.CharField(help_text="The last `log_lines` lines of the job's log.")
+    log_total_lines = serializers.IntegerField(help_text="Lines in the whole log.")
+    log_truncated = serializers.BooleanField(help_text="True when `log` holds only the tail.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)

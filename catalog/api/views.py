@@ -6,15 +6,23 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.api import registration
+from catalog.api.errors import COMMON_ERRORS, error_responses
 from catalog.api.params import SearchParamsSerializer
-from catalog.api.serializers import ModelDetailSerializer, ModelSummarySerializer
+from catalog.api.serializers import (
+    ModelDetailSerializer,
+    ModelListSerializer,
+    ModelSummarySerializer,
+    TaxonomySerializer,
+)
 from catalog.models import Alias, ModelVersion
 from catalog.selectors.search import model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode, taxonomy_tree
@@ -30,12 +38,14 @@ def _page_url(request: Request, page: int) -> str:
 
 @extend_schema(
     methods=["GET"],
+    operation_id="models_list",
     parameters=[SearchParamsSerializer],
-    responses={200: ModelSummarySerializer(many=True)},
+    responses={200: ModelListSerializer, **error_responses(400, 401, 404, *COMMON_ERRORS)},
     description="Search the catalogue. Tree filters (`modality`, `result`, `domain`) match the "
     "whole subtree of the node. The response carries `facets`: each tree's nodes that hold "
     "matching models, with counts rolled up to parents, over the current result set. "
-    "`GET /api/v1/taxonomy/{kind}/` lists every node.",
+    "`GET /api/v1/taxonomy/{kind}/` lists every node. A `page` past the last one answers 404 "
+    "(page 1 always exists, empty when nothing matches).",
 )
 @extend_schema(methods=["POST"], **registration.MODEL_CREATE_SCHEMA)
 @api_view(["GET", "POST"])
@@ -49,8 +59,14 @@ def models_list(request: Request) -> Response:
     except UnknownTaxonomyNode as exc:
         raise serializers.ValidationError({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
     page, size = params.validated_data["page"], params.validated_data["page_size"]
-    rows = result.page(page, size)
     last_page = max(1, -(-result.total // size))
+    if page > last_page:
+        raise NotFound(
+            f"Page {page} is past the last page ({last_page}) of {result.total} result"
+            f"{'s' if result.total != 1 else ''}.",
+            code="page_not_found",
+        )
+    rows = result.page(page, size)
     return Response(
         {
             "count": result.total,
@@ -60,14 +76,18 @@ def models_list(request: Request) -> Response:
             "previous": _page_url(request, page - 1) if page > 1 else None,
             "results": ModelSummarySerializer(rows, many=True, context={"request": request}).data,
             "facets": {
-                **{kind: [n.as_dict(prune=True) for n in nodes if n.count] for kind, nodes in result.facets.items()},
+                **{
+                    kind: [n.as_dict(prune=True) for n in result.facets.get(kind, []) if n.count] for kind in TAXONOMIES
+                },
                 "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
             },
         }
     )
 
 
-@extend_schema(responses={200: ModelDetailSerializer})
+@extend_schema(
+    operation_id="models_retrieve", responses={200: ModelDetailSerializer, **error_responses(401, 404, *COMMON_ERRORS)}
+)
 @api_view(["GET"])
 def model_detail(request: Request, slug: str) -> Response:
     versions = ModelVersion.objects.select_related(
@@ -91,8 +111,8 @@ def model_detail(request: Request, slug: str) -> Response:
 
 
 @extend_schema(
-    parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(TAXONOMIES))],
-    responses={200: dict},
+    parameters=[OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(TAXONOMIES))],
+    responses={200: TaxonomySerializer, **error_responses(401, 404, *COMMON_ERRORS)},
 )
 @api_view(["GET"])
 def taxonomy(request: Request, kind: str) -> Response:

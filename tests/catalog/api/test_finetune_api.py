@@ -38,8 +38,10 @@ def test_dataset_upload_contract(alice: APIClient, tickets_csv: bytes, taxonomy:
     assert again.json()["id"] == body["id"]
     bad = upload(alice, b"sentence,label\nx,y\n")
     assert bad.status_code == 400
-    assert bad.json()["errors"][0]["column"] == "text"
-    assert "no text column named 'text'" in bad.json()["errors"][0]["message"]
+    assert bad.json()["code"] == "invalid"
+    assert bad.json()["issues"][0]["column"] == "text"
+    assert "no text column named 'text'" in bad.json()["issues"][0]["message"]
+    assert "no text column named 'text'" in bad.json()["errors"]["file"][0]
     assert APIClient().post("/api/v1/datasets/", {}).status_code == 401
 
 
@@ -133,7 +135,7 @@ def test_bad_job_requests_get_a_400(
     response = alice.post("/api/v1/finetune-jobs/", body, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
-    assert field in response.json()["errors"]
+    assert any(k == field or k.startswith(f"{field}.") for k in response.json()["errors"])
     assert FineTuneJob.objects.count() == 0
 
 
