@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include("catalog.api.urls")),
+    path("hf/", include("catalog.hub.urls")),  # Hugging Face Hub compatibility (HF_ENDPOINT=…/hf)
     path("", include("catalog.urls")),
 ]
 
