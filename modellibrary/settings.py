@@ -14,6 +14,7 @@ when ``MODELLIBRARY_LOCAL_HTTP=1``, which only the loopback launcher
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -153,6 +154,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Whole answers of the hot read routes, per viewer and catalogue generation.
+    "catalog.page_cache.PageCacheMiddleware",
 ]
 
 ROOT_URLCONF = "modellibrary.urls"
@@ -213,6 +216,13 @@ else:
 # generation token, so a write anywhere invalidates them everywhere); set
 # CACHE_URL (e.g. redis://127.0.0.1:6379/1) to share one between processes.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://modellibrary")}
+# Rendered answers of the catalogue's hot routes (catalog/page_cache.py): keyed
+# by the generation token, so any catalogue write invalidates them; at most
+# PAGE_CACHE_SECONDS old for what bypasses it (download counters); 0: off.
+PAGE_CACHE_ALIAS = "pages"
+PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=30)
+CACHES[PAGE_CACHE_ALIAS] = env.cache("PAGE_CACHE_URL", default="locmemcache://modellibrary-pages")
+CACHES[PAGE_CACHE_ALIAS].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 2000)
 # Failed-authentication counters and login lockouts: one store for every web
 # process (a database table by default, created by ``migrate``).
 SECURITY_CACHE = "security"
@@ -255,6 +265,9 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 # WhiteNoise serves STATIC_ROOT (``collectstatic``, run by scripts/run.py); in
 # development it also finds files in the app folders directly.
 WHITENOISE_USE_FINDERS = DEBUG
+# (An empty folder before the first collectstatic: WhiteNoise warns otherwise.)
+with contextlib.suppress(OSError):
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog:index"

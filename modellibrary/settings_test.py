@@ -31,3 +31,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 API_THROTTLE_USER = "off"
 API_THROTTLE_ANON = "off"
 AUTH_FAILURE_LIMIT = 1_000_000
+
+# Whole-answer cache off for the suite (tests write rows directly and read the
+# pages back at once); tests/catalog/test_page_cache.py turns it on.
+PAGE_CACHE_SECONDS = 0
