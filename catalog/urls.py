@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from catalog.views import catalog, files, finetune
+from catalog.views import catalog, files, finetune, registration, teams
 
 app_name = "catalog"
 
@@ -10,6 +10,15 @@ urlpatterns = [
     path("", catalog.catalog_index, name="index"),
     path("models/<slug:slug>/", catalog.model_detail, name="model_detail"),
     path("models/<slug:slug>/v<int:version>/compile/", catalog.version_compile_view, name="version_compile"),
+    path("register/", registration.register_page, name="register"),
+    path("register/upload/", registration.register_upload, name="register_upload"),
+    path("register/confirm/", registration.register_confirm, name="register_confirm"),
+    path("models/<slug:slug>/aliases/", registration.model_alias_view, name="model_alias"),
+    path("models/<slug:slug>/lifecycle/", registration.model_lifecycle_view, name="model_lifecycle"),
+    path("models/<slug:slug>/card/", registration.model_card_edit, name="model_card_edit"),
+    path("teams/<slug:slug>/", teams.team_detail, name="team_detail"),
+    path("teams/<slug:slug>/members/", teams.team_member_view, name="team_member"),
+    path("profile/", teams.profile, name="profile"),
     path("finetune/new/", finetune.finetune_new, name="finetune_new"),
     path("jobs/<int:job_id>/", finetune.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", finetune.job_cancel_view, name="job_cancel"),
