@@ -45,6 +45,7 @@ from pullcli.net import (
     Progress,
     auth_headers,
     error_lines,
+    open_url,
     opener,
     origin,
     printable,
@@ -246,10 +247,33 @@ def model_create(args: argparse.Namespace, team: str, name: str) -> str:
         return _slug(created)
     if status == 409:
         existing = _json(reply, "register")
+        slug = _slug(existing) if "slug" in existing else slugify(name)
+        owner = model_team(args.server, args.token, slug)
+        if owner is None:
+            raise CliError(f"register failed: the name {slug!r} is taken by a model you cannot see; choose another")
+        if owner != team:
+            raise CliError(
+                f"register failed: {slug!r} is team {printable(owner, 60)}'s model, not {team}'s; "
+                "choose another name (or name its team)"
+            )
         if not args.quiet:
             print(f"{team}/{printable(name)} exists: pushing a new version to it", file=sys.stderr)
-        return _slug(existing) if "slug" in existing else slugify(name)
+        return slug
     raise CliError("\n".join(error_lines("register failed", status, reply)))
+
+
+def model_team(server: str, token: str, slug: str) -> str | None:
+    """The team slug of an existing model, or None if it is not visible to us."""
+    url = _url(server, f"/api/v1/models/{urllib.parse.quote(slug, safe='')}/")
+    try:
+        with open_url(url, api=server, token=token) as response:
+            team = read_json(response, "model").get("team")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            if exc.code == 404:
+                return None
+            raise CliError("\n".join(error_lines("model lookup failed", exc.code, exc.read(1 << 16)))) from exc
+    return team if isinstance(team, str) else None
 
 
 def slugify(name: str) -> str:
@@ -328,12 +352,21 @@ def push(args: argparse.Namespace) -> int:
     if problems:
         raise CliError("the server stored different bytes:\n" + "\n".join(f"  - {p}" for p in problems), MISMATCH)
     if not args.quiet:
-        print(
-            f"{team}/{printable(name)} v{printable(reply.get('version'), 20)} "
-            f"({printable(reply.get('status', ''), 40)}): {printable(reply.get('url', ''))}",
-            file=sys.stderr,
-        )
+        print(summary(team, name, reply), file=sys.stderr)
     return 0
+
+
+def summary(team: str, name: str, reply: dict[str, Any]) -> str:
+    """``team/name vN (status, family; compile state: reason): url`` from the server's reply."""
+    state = [printable(reply.get("status", ""), 40)]
+    if reply.get("family"):
+        state.append(printable(reply["family"], 60))
+    line = f"{team}/{printable(name)} v{printable(reply.get('version'), 20)} ({', '.join(state)}"
+    if reply.get("compile"):
+        line += f"; compile {printable(reply['compile'], 20)}"
+        if reply.get("compile_reason"):
+            line += f": {printable(reply['compile_reason'])}"
+    return f"{line}): {printable(reply.get('url', ''))}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ class FakeRegistry(ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_port}"
         self.requests: list[dict[str, Any]] = []
         self.models: dict[str, int] = {}  # slug → versions
+        self.teams: dict[str, str] = {}  # slug → team slug
         self.uploads: list[dict[str, bytes]] = []
         self.version_reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
         self.create_reply: tuple[int, dict[str, str], bytes] | None = None
@@ -61,6 +62,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self) -> None:
+        self.server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
+        match = re.fullmatch(r"/api/v1/models/([a-z0-9-]+)/", self.path)
+        if match is None or match.group(1) not in self.server.models:
+            self.reply(404, {"detail": "No model with that slug is visible to you.", "code": "not_found"})
+        else:
+            self.reply(200, {"slug": match.group(1), "team": self.server.teams[match.group(1)]})
+
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])  # the CLI must always send one
         body = self.rfile.read(length)
@@ -81,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.reply(409, {"detail": "That model exists.", "code": "exists", "slug": slug})
                 return
             self.server.models[slug] = 0
+            self.server.teams[slug] = payload["team"]
             self.reply(201, {"slug": slug, "url": f"{self.server.url}/models/{slug}/"})
             return
         match = re.fullmatch(r"/api/v1/models/([a-z0-9-]+)/versions/", self.path)
@@ -179,6 +189,7 @@ def test_push_to_an_existing_model_adds_a_version(
         "/api/v1/models/",
         "/api/v1/models/tiny-bert/versions/",
         "/api/v1/models/",
+        "/api/v1/models/tiny-bert/",  # whose is it?
         "/api/v1/models/tiny-bert/versions/",
     ]
     assert registry.models == {"tiny-bert": 2}
@@ -186,6 +197,15 @@ def test_push_to_an_existing_model_adds_a_version(
     err = capsys.readouterr().err
     assert "exists: pushing a new version to it" in err
     assert "v2 (ready)" in err
+
+
+def test_push_never_adds_to_another_teams_model(
+    registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert push(registry, folder, "--quiet", model="acme/Tiny Bert") == 0
+    assert push(registry, folder, model="other-team/Tiny Bert") == 1
+    assert "'tiny-bert' is team acme's model, not other-team's" in capsys.readouterr().err
+    assert registry.models == {"tiny-bert": 1}
 
 
 def test_the_module_entry_points_run(registry: FakeRegistry, folder: Path) -> None:
@@ -376,3 +396,110 @@ def test_a_model_that_is_not_team_slash_name_is_a_usage_error(
     assert usage.value.code == 2
     assert "TEAM/NAME" in capsys.readouterr().err
     assert registry.requests == []
+
+
+# --- against the real app ----------------------------------------------------------------
+
+
+@pytest.fixture
+def member_token(make_team: Callable[..., Any], make_user: Callable[..., Any]) -> tuple[Any, str]:
+    from catalog.roles import Role
+    from catalog.services.teams import membership_set
+    from catalog.services.tokens import api_token_create
+
+    team = make_team("Team A")
+    user = make_user("pusher")
+    membership_set(team=team, user=user, role=Role.MEMBER)
+    return team, api_token_create(user=user, name="cli")
+
+
+def local_hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("taxonomy")
+def test_push_registers_a_hugging_face_folder_in_the_real_app(
+    live_server: Any, member_token: tuple[Any, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from catalog.models import RegisteredModel
+    from catalog.storage import artifact_open
+    from tests.registration_folders import make_hf_folder
+
+    team, token = member_token
+    folder = make_hf_folder(tmp_path / "router", kind="bert", readme="---\nlicense: mit\n---\n# Router\n")
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    local = local_hashes(folder)
+    assert {"model.safetensors", "config.json", "README.md"} <= set(local)
+    command = ["push", str(folder), "--model", f"{team.slug}/Tiny Router", "--server", live_server.url]
+    command += ["--token", token, "--visibility", "internal", "--summary", "Routes tickets"]
+
+    assert cli(command) == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    model = RegisteredModel.objects.get(slug="tiny-router")
+    assert (model.team, model.visibility, model.summary) == (team, "internal", "Routes tickets")
+    version = model.versions.get(version=1)
+    assert {f["name"]: f["sha256"] for f in version.files} == local
+    for f in version.files:  # byte-identical in the store
+        with artifact_open(f["sha256"]) as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == f["sha256"]
+    assert dict(reversed(m.groups()) for m in map(SHA_LINE.match, out.splitlines()) if m) == local
+    assert f"{team.slug}/Tiny Router v1 (" in err
+    assert f"{live_server.url}/models/tiny-router/?version=1" in err
+
+    # Again: the model exists (409), so the folder becomes version 2.
+    (folder / "README.md").write_text("# Router, second cut\n")
+    assert cli(command) == 0, capsys.readouterr().err
+    assert "exists: pushing a new version to it" in capsys.readouterr().err
+    assert sorted(model.versions.values_list("version", flat=True)) == [1, 2]
+    assert {f["name"]: f["sha256"] for f in model.versions.get(version=2).files} == local_hashes(folder)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("taxonomy")
+def test_push_shows_the_real_apps_refusals(
+    live_server: Any,
+    member_token: tuple[Any, str],
+    make_team: Callable[..., Any],
+    make_user: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from catalog.models import RegisteredModel
+    from catalog.services.tokens import api_token_create
+
+    team, token = member_token
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no weights here")
+    base = ["push", str(folder), "--server", live_server.url]
+
+    # A folder without safetensors weights: the server's reason, and no version.
+    assert cli([*base, "--model", f"{team.slug}/Notes", "--token", token]) == 1
+    err = capsys.readouterr().err
+    assert "upload failed: HTTP 400" in err
+    assert "  - files: " in err
+    assert not RegisteredModel.objects.get(slug="notes").versions.exists()
+
+    # A team the user is not in.
+    assert cli([*base, "--model", "team-b/Notes", "--token", token]) == 1
+    assert "register failed: HTTP 400" in capsys.readouterr().err
+
+    # A wrong token.
+    assert cli([*base, "--model", f"{team.slug}/Other", "--token", "mlk_wrong"]) == 1
+    assert "register failed: HTTP 401" in capsys.readouterr().err
+
+    # The name is team A's: a member of team B is told, and nothing is sent to
+    # either model (the private one is not even shown to exist beyond the 409).
+    assert cli([*base, "--model", f"{team.slug}/Shared", "--token", token, "--visibility", "internal"]) == 1
+    outsider = api_token_create(user=make_user("outsider", make_team("Team B")), name="cli")
+    capsys.readouterr()
+    assert cli([*base, "--model", "team-b/Shared", "--token", outsider]) == 1
+    assert "'shared' is team team-a's model, not team-b's" in capsys.readouterr().err
+    assert cli([*base, "--model", "team-b/Notes", "--token", outsider]) == 1
+    assert "'notes' is taken by a model you cannot see" in capsys.readouterr().err
+    assert not RegisteredModel.objects.filter(versions__isnull=False).exists()
