@@ -44,6 +44,9 @@ def test_fine_tune_from_the_form_and_watch_the_job(
         assert page.input_value("#id_epochs") == "60"
 
         page.set_input_files("#id_file", str(csv_path))
+        # The new model is filed under the data's domain, not the base model's.
+        assert page.input_value("#id_domain") == "general"
+        page.select_option("#id_domain", "business/support-tickets")
         page.fill("#id_learning_rate", "0.05")
         page.fill("#id_batch_size", "4")
         page.fill("#id_unfreeze_layers", "1")
@@ -60,9 +63,12 @@ def test_fine_tune_from_the_form_and_watch_the_job(
         )
         page.wait_for_selector("#evaluation", timeout=120_000)
         assert page.locator("#job-status").inner_text() == "Succeeded"
-        assert "macro_precision" in page.locator("#evaluation").inner_text()
         assert page.locator("svg.loss polyline").count() == 1
+        assert "Macro precision" in page.locator("#evaluation").inner_text()
         page.click("text=Ticket router v1")
         assert "Fine-tune job #" in page.locator("#lineage").inner_text()
+        assert "Business › Support tickets" in page.locator("#intake").inner_text()
+        # Its own weights first (the new head), the encoder marked as the base's when unchanged.
+        assert page.locator("#artifact [data-weights]").first.get_attribute("data-weights") == "head.safetensors"
     finally:
         worker.stop()
