@@ -335,7 +335,10 @@ def unpack(bundle: Path, out: Path) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m pullcli [pull]", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m pullcli [pull]",
+        description=__doc__,
+        epilog="To register a folder instead: python -m pullcli push -h",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model")
     which = p.add_mutually_exclusive_group()

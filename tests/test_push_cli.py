@@ -447,7 +447,7 @@ def test_push_registers_a_hugging_face_folder_in_the_real_app(
     for f in version.files:  # byte-identical in the store
         with artifact_open(f["sha256"]) as fh:
             assert hashlib.sha256(fh.read()).hexdigest() == f["sha256"]
-    assert dict(reversed(m.groups()) for m in map(SHA_LINE.match, out.splitlines()) if m) == local
+    assert {m.group(2): m.group(1) for m in map(SHA_LINE.match, out.splitlines()) if m} == local
     assert f"{team.slug}/Tiny Router v1 (" in err
     assert f"{live_server.url}/models/tiny-router/?version=1" in err
 
