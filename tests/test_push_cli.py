@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -388,6 +389,41 @@ def test_push_streams_a_large_file_in_bounded_memory(registry: FakeRegistry, tmp
     assert hashlib.sha256(received["model.safetensors"]).hexdigest() == digest.hexdigest()
 
 
+def test_a_server_refusing_before_reading_the_body_is_heard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that answers 413 by Content-Length and closes without reading
+    the body (gunicorn does): the send fails, and the CLI shows the answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer(sock: socket.socket, status: str, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        sock.sendall(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        sock.close()
+
+    def serve() -> None:
+        for _ in range(2):
+            sock, _ = listener.accept()
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            if b"/versions/" in head.split(b"\r\n")[0]:
+                answer(sock, "413 Payload Too Large", {"detail": "The upload is too big.", "code": "too_large"})
+            else:
+                answer(sock, "201 Created", {"slug": "big", "url": "u"})
+
+    threading.Thread(target=serve, daemon=True).start()
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(os.urandom(40 << 20))
+    try:
+        command = ["push", str(folder), "--model", "acme/big", "--server", f"http://127.0.0.1:{port}"]
+        assert cli([*command, "--token", TOKEN, "--quiet"]) == 1
+    finally:
+        listener.close()
+    assert "upload failed: HTTP 413 [too_large]: The upload is too big." in capsys.readouterr().err
+
+
 def test_a_model_that_is_not_team_slash_name_is_a_usage_error(
     registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -469,6 +505,8 @@ def test_push_shows_the_real_apps_refusals(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from django.test import override_settings
+
     from catalog.models import RegisteredModel
     from catalog.services.tokens import api_token_create
 
@@ -484,6 +522,11 @@ def test_push_shows_the_real_apps_refusals(
     assert "upload failed: HTTP 400" in err
     assert "  - files: " in err
     assert not RegisteredModel.objects.get(slug="notes").versions.exists()
+
+    # Over the server's size limit (refused by Content-Length).
+    with override_settings(MODEL_MAX_BYTES=100):
+        assert cli([*base, "--model", f"{team.slug}/Notes", "--token", token]) == 1
+    assert "upload failed: HTTP 413 [too_large]" in capsys.readouterr().err
 
     # A team the user is not in.
     assert cli([*base, "--model", "team-b/Notes", "--token", token]) == 1
