@@ -28,8 +28,9 @@ def version_pick(
     a = model.aliases.filter(name="production").select_related("version").first()
     if a:
         return a.version, ""
-    v = model.versions.filter(status=VersionStatus.READY).order_by("-version").first()
-    return v, "" if v else f"{model.slug} has no ready version"
+    # The latest ready version that is not deprecated or archived (those resolve by number only).
+    v = model.versions.filter(status=VersionStatus.READY, lifecycle="active").order_by("-version").first()
+    return v, "" if v else f"{model.slug} has no ready, active version"
 
 
 def variant_resolve(

@@ -49,7 +49,7 @@ from catalog.storage import artifact_materialize
 
 log = logging.getLogger(__name__)
 
-FINETUNABLE_FAMILIES = ("sentence-encoder", "text-classifier")
+FINETUNABLE_FAMILIES = ("sentence-encoder", "text-classifier", "sequence-classifier")
 ACTIVE = (JobStatus.RUNNING, JobStatus.EVALUATING)
 
 

@@ -158,7 +158,9 @@ def alias_set(*, registered_model: RegisteredModel, name: str, version: ModelVer
 
 def registered_model_refresh(*, model: RegisteredModel) -> None:
     """Recompute the denormalised search columns from the latest ready version."""
-    latest = model.versions.filter(status=VersionStatus.READY).order_by("-version").prefetch_related("metrics").first()
+    ready = model.versions.filter(status=VersionStatus.READY).order_by("-version").prefetch_related("metrics")
+    # Deprecated and archived versions stop being "the latest" unless nothing else is ready.
+    latest = ready.filter(lifecycle="active").first() or ready.first()
     model.latest_version = latest
     model.framework = latest.framework if latest else ""
     model.precision = latest.metric(PRECISION_METRIC) if latest else None

@@ -133,6 +133,20 @@ class _Batches:
         return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
+def encoder_layers(encoder: Any) -> list[Any]:
+    """The transformer blocks of an ``AutoModel`` encoder, first to last
+    (BERT/RoBERTa/MPNet/Electra: ``encoder.layer``; DistilBERT: ``transformer.layer``)."""
+    for path in ("encoder.layer", "transformer.layer", "layers"):
+        node = encoder
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if node is not None:
+            return list(node)
+    return []
+
+
 def fit(
     base_dir: Path,
     texts: list[str],
@@ -213,7 +227,7 @@ def fit(
 
     for param in encoder.parameters():
         param.requires_grad = False
-    layers = encoder.encoder.layer if hasattr(encoder, "encoder") else []
+    layers = encoder_layers(encoder)
     unfrozen = list(layers)[-p.unfreeze_layers :] if p.unfreeze_layers else []
     for layer in unfrozen:
         for param in layer.parameters():

@@ -309,3 +309,28 @@ def test_team_members_managed_by_maintainers(people: dict[str, Any], make_user: 
     assert user_role(team.members.get(username="newcomer"), team) == Role.VIEWER
     with pytest.raises(ValidationError, match="last maintainer"):
         team_member_set(actor=people["maintainer"], team=team, username="maintainer", role="member")
+
+
+def test_registered_model_compiles_and_resolves_like_a_fine_tuned_one(
+    people: dict[str, Any], bert_folder: Path
+) -> None:
+    from rest_framework.test import APIClient
+
+    from catalog.services.compile import version_compile
+
+    model = model_register(user=people["member"], team=people["team"], name="Compiled", visibility="internal")
+    version = version_register(user=people["member"], registered_model=model, files=put_folder(bert_folder))
+    variants = {v.name: v for v in version_compile(version_id=version.pk)}
+    assert variants["onnx-fp32"].status == VariantStatus.SERVED
+    assert variants["onnx-fp32"].parity["max_abs_diff"] <= 1e-3
+    client = APIClient()
+    body = client.get("/api/v1/models/compiled/resolve", {"precision": "fp32", "hardware": "cpu"}).json()
+    assert body["version"] == 1
+    assert body["precision"] == "fp32"
+    bundle = client.get(body["download_url"])
+    assert bundle.status_code == 200
+    # Deprecated: gone from search, still resolvable by exact version.
+    lifecycle_set(user=people["maintainer"], registered_model=model, state=Lifecycle.DEPRECATED)
+    assert client.get("/api/v1/models/", {"q": "compiled"}).json()["count"] == 0
+    pinned = client.get("/api/v1/models/compiled/resolve", {"version": "1", "precision": "fp32"})
+    assert pinned.status_code == 200
