@@ -79,6 +79,19 @@ def test_wrong_tokens_are_throttled_per_address(client: Client) -> None:
     assert client.get(MODELS, HTTP_AUTHORIZATION="Token wrong", REMOTE_ADDR="10.0.0.9").status_code == 401
 
 
+@override_settings(AUTH_FAILURE_LIMIT=5, AUTH_FAILURE_WINDOW_S=60, API_THROTTLE_ANON="off", API_THROTTLE_USER="off")
+def test_a_guess_that_lands_after_the_limit_is_no_use(client: Client, make_user: Callable[..., Any]) -> None:
+    from catalog.services.tokens import api_token_create
+
+    key = api_token_create(user=make_user("alice"), name="ci")
+    assert client.get(MODELS, HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    for i in range(5):
+        assert client.get(MODELS, HTTP_AUTHORIZATION=f"Token guess-{i}").status_code == 401
+    assert_throttled(client.get(MODELS, HTTP_AUTHORIZATION=f"Token {key}"))
+    # The token's owner elsewhere is not affected.
+    assert client.get(MODELS, HTTP_AUTHORIZATION=f"Token {key}", REMOTE_ADDR="10.0.0.8").status_code == 200
+
+
 @override_settings(AUTH_FAILURE_LIMIT=3, AUTH_FAILURE_WINDOW_S=60, API_THROTTLE_ANON="off")
 def test_the_token_limit_ends_with_its_window(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     import time

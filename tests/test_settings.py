@@ -44,7 +44,10 @@ from django.conf import settings as s
 names = ["DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
          "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER", "SECRET_KEY",
          "API_THROTTLE_USER", "API_THROTTLE_ANON", "AUTH_FAILURE_LIMIT", "LOGIN_FAILURE_LIMIT"]
-print(json.dumps({n: getattr(s, n) for n in names}))
+out = {n: getattr(s, n) for n in names}
+out["SECURITY_CACHE_BACKEND"] = s.CACHES[s.SECURITY_CACHE]["BACKEND"]
+out["AUTHENTICATION_BACKENDS"] = s.AUTHENTICATION_BACKENDS
+print(json.dumps(out))
 """
 
 
@@ -78,6 +81,10 @@ def test_production_is_https_only_with_hsts(tmp_path: Path) -> None:
     assert s["API_THROTTLE_ANON"] != "off"
     assert s["AUTH_FAILURE_LIMIT"] == 20
     assert s["LOGIN_FAILURE_LIMIT"] == 5
+    # Failure counts are shared by every web process (a per-process memory
+    # cache would multiply the limits by the number of gunicorn workers).
+    assert s["SECURITY_CACHE_BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert s["AUTHENTICATION_BACKENDS"] == ["modellibrary.security.backends.LockoutModelBackend"]
 
 
 def test_the_loopback_launcher_serves_plain_http(tmp_path: Path) -> None:
