@@ -337,3 +337,30 @@ def test_a_history_restore_request_gets_the_whole_page(client: Client, make_mode
     make_model("Restored")
     response = client.get("/", {"q": "restored"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
     assert "<html" in body(response)
+
+
+def test_a_fine_tune_from_the_form_is_filed_under_the_chosen_domain_with_its_own_weights(
+    client: Client,
+    tiny_encoder: ModelVersion,
+    make_user: Any,
+    make_team: Any,
+    tickets_csv: bytes,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from catalog.services.finetune import finetune_execute
+
+    make_user("alice", make_team("Team A"))
+    login(client, "alice")
+    with django_capture_on_commit_callbacks():  # the worker's enqueue is not run
+        response = client.post("/finetune/new/", form_data(tickets_csv, min_precision=0))
+    assert response.status_code == 302
+    done = finetune_execute(job_id=FineTuneJob.objects.get().pk)
+    assert done is not None
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    model = done.result_version.registered_model  # type: ignore[union-attr]
+    assert model.domain.path == "business/support-tickets"  # not the encoder's general/wikipedia
+    page = body(client.get(f"/models/{model.slug}/"))
+    weights = re.findall(r'data-weights="([^"]+)"', page)
+    assert weights[0] == "head.safetensors"
+    head = next(f for f in done.result_version.files if f["name"] == "head.safetensors")  # type: ignore[union-attr]
+    assert head["sha256"][:12] in page
