@@ -28,6 +28,12 @@ class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     hardware = serializers.CharField(required=False, allow_blank=True, max_length=30, default="")
     max_p95_ms = serializers.FloatField(required=False, allow_null=True, min_value=0, default=None)
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
+    license = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, default="", help_text="Licence from the model card."
+    )
+    tag = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, default="", help_text="A tag from the model card."
+    )
     page = serializers.IntegerField(required=False, min_value=1, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 

@@ -67,11 +67,18 @@ class TeamFacetSerializer(serializers.Serializer):  # type: ignore[type-arg]
     count = serializers.IntegerField()
 
 
+class ValueCountSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    value = serializers.CharField()
+    count = serializers.IntegerField()
+
+
 class FacetsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     modality = TaxonomyTreeNodeSerializer(many=True)
     result = TaxonomyTreeNodeSerializer(many=True)
     domain = TaxonomyTreeNodeSerializer(many=True)
     team = TeamFacetSerializer(many=True)
+    license = ValueCountSerializer(many=True, help_text="licences from the model cards")
+    tag = ValueCountSerializer(many=True, help_text="tags from the model cards")
 
 
 class TaxonomySerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -80,6 +80,8 @@ def models_list(request: Request) -> Response:
                     kind: [n.as_dict(prune=True) for n in result.facets.get(kind, []) if n.count] for kind in TAXONOMIES
                 },
                 "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
+                "license": [{"value": v, "count": c} for v, c in result.license_counts],
+                "tag": [{"value": v, "count": c} for v, c in result.tag_counts],
             },
         }
     )

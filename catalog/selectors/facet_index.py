@@ -60,6 +60,12 @@ class FacetIndex:
     teams: dict[int, Team] = field(default_factory=dict)
     # False for deprecated and archived models: hidden from search by default.
     active: np.ndarray | None = None
+    # Card facets: the licence code of each model, and (model position, tag code) pairs.
+    license: np.ndarray | None = None
+    license_codes: Codes = field(default_factory=Codes)
+    tag_model: np.ndarray | None = None
+    tag_code: np.ndarray | None = None
+    tag_codes: Codes = field(default_factory=Codes)
     # Search embeddings, one row per entry of ``ids`` (discovery.selectors).
     vectors: VectorIndex | None = None
 
@@ -114,6 +120,8 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
             "created_at",
             "latest_version_id",
             "lifecycle",
+            "license",
+            "tags",
         )
     )
     n = len(rows)
@@ -139,6 +147,10 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
         variant_codes=Codes(),
     )
     index.active = np.fromiter((r[10] == "active" for r in rows), dtype=bool, count=n)
+    index.license = np.fromiter((index.license_codes.code(r[11] or "") for r in rows), dtype=np.int32, count=n)
+    pairs = [(i, index.tag_codes.code(str(t))) for i, r in enumerate(rows) for t in dict.fromkeys(r[12] or [])]
+    index.tag_model = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+    index.tag_code = np.fromiter((p[1] for p in pairs), dtype=np.int32, count=len(pairs))
     latest = {r[9]: r[0] for r in rows if r[9] is not None}
     variants = [
         v

@@ -45,6 +45,8 @@ class SearchParams:
     hardware: str = ""
     max_p95_ms: float | None = None
     sort: str = "relevance"
+    license: str = ""
+    tag: str = ""
 
 
 @dataclass
@@ -55,6 +57,9 @@ class SearchResult:
     index: FacetIndex
     facets: dict[str, list[TreeNode]] = field(default_factory=dict)
     team_counts: list[tuple[str, str, int]] = field(default_factory=list)
+    # Card facets over the result set: (value, count), most common first.
+    license_counts: list[tuple[str, int]] = field(default_factory=list)
+    tag_counts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -271,6 +276,12 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         mask &= index.team == (team_id if team_id is not None else -1)
     if p.framework:
         mask &= index.framework == index.framework_codes.get(p.framework)
+    if p.license and index.license is not None:
+        mask &= index.license == index.license_codes.get(p.license)
+    if p.tag and index.tag_model is not None and index.tag_code is not None:
+        tagged = np.zeros(len(index.ids), dtype=bool)
+        tagged[index.tag_model[index.tag_code == index.tag_codes.get(p.tag)]] = True
+        mask &= tagged
     if p.min_precision is not None:
         mask &= index.precision >= p.min_precision  # nan compares False
     variants = _variant_mask(index, p)
@@ -298,6 +309,8 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         key=lambda t: (-t[2], t[0]),
     )
 
+    license_counts, tag_counts = _card_counts(index, mask, positions)
+
     sort = p.sort if p.sort in SORTS else "relevance"
     ids = index.ids[positions]
     precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
@@ -307,4 +320,31 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         order = np.lexsort((-ids, -precision))
     else:
         order = np.lexsort((-ids, -index.created[positions]))
-    return SearchResult(params=p, user=user, ids=ids[order], index=index, facets=facets, team_counts=team_counts)
+    return SearchResult(
+        params=p,
+        user=user,
+        ids=ids[order],
+        index=index,
+        facets=facets,
+        team_counts=team_counts,
+        license_counts=license_counts,
+        tag_counts=tag_counts,
+    )
+
+
+def _card_counts(
+    index: FacetIndex, mask: np.ndarray, positions: np.ndarray, top: int = 30
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """Licence and tag counts over the matching models (the most common ``top``)."""
+    licenses: list[tuple[str, int]] = []
+    tags: list[tuple[str, int]] = []
+    if index.license is not None and len(positions):
+        names = {code: value for value, code in index.license_codes.index.items()}
+        counts = np.bincount(index.license[positions])
+        licenses = [(names[i], int(n)) for i, n in enumerate(counts) if n and names.get(i)]
+    if index.tag_model is not None and index.tag_code is not None and len(index.tag_model):
+        names = {code: value for value, code in index.tag_codes.index.items()}
+        counts = np.bincount(index.tag_code[mask[index.tag_model]])
+        tags = [(names[i], int(n)) for i, n in enumerate(counts) if n]
+    order = lambda t: (-t[1], t[0])  # noqa: E731
+    return sorted(licenses, key=order)[:top], sorted(tags, key=order)[:top]

@@ -129,6 +129,17 @@ def test_upload_folder_registers_a_version(clients: dict[str, APIClient], folder
     # Searchable by what was read from its config.
     found = clients["anonymous"].get("/api/v1/models/", {"q": "BertForSequenceClassification"}).json()
     assert [m["slug"] for m in found["results"]] == ["ticket-router"]
+    # Licence and tags from the card are facets and filters.
+    anonymous = clients["anonymous"]
+    assert {"value": "mit", "count": 1} in found["facets"]["license"]
+    assert {"value": "tickets", "count": 1} in found["facets"]["tag"]
+    assert anonymous.get("/api/v1/models/", {"license": "mit"}).json()["count"] == 1
+    assert anonymous.get("/api/v1/models/", {"license": "gpl-3.0"}).json()["count"] == 0
+    assert anonymous.get("/api/v1/models/", {"tag": "tickets"}).json()["count"] == 1
+    assert anonymous.get("/api/v1/models/", {"tag": "images"}).json()["count"] == 0
+    page = anonymous.get("/", {"tag": "tickets"}).content.decode()
+    assert 'data-facet="license"' in page
+    assert 'data-slug="ticket-router"' in page
 
 
 @pytest.mark.parametrize(("who", "expected"), [("viewer", 403), ("member", 201), ("maintainer", 201)])
