@@ -114,6 +114,14 @@ def _open_part(path: Path, append: bool) -> IO[bytes]:
     return os.fdopen(os.open(path, flags, 0o644), "ab" if append else "wb")
 
 
+def _sha256_of(path: Path) -> Any:
+    digest = new_sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest
+
+
 def _content_range_start(header: str | None) -> int | None:
     match = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", (header or "").strip())
     return int(match.group(1)) if match else None
@@ -139,7 +147,9 @@ def download(
     resuming = 0 < have < size
     headers = {"Range": f"bytes={have}-"} if resuming else {}
     api_headers = {"If-Range": f'"{sha256}"'} if resuming else {}
-    if have < size:
+    if have == size:  # complete already: only its hash is left to check
+        digest = _sha256_of(part)
+    else:
         try:
             response = open_url(url, api=api or url, token=token, headers=headers, api_headers=api_headers)
         except urllib.error.HTTPError as exc:
@@ -149,25 +159,25 @@ def download(
             if response.status == 206 and _content_range_start(response.headers.get("Content-Range")) != have:
                 part.unlink()
                 raise CliError("download failed: the server answered a different range; the download was removed", 3)
-            if response.status != 206:
-                have = 0  # the whole file came (a changed ETag, no range support, or a fresh start)
+            append = resuming and response.status == 206
+            if append:
+                digest = _sha256_of(part)  # the part already there, then the rest as it arrives
+            else:
+                have, digest = 0, new_sha256()  # the whole file (a fresh start, a changed ETag, no Range support)
             progress = None if quiet else Progress(size, have)
-            with _open_part(part, append=response.status == 206) as out:
+            with _open_part(part, append=append) as out:
                 while chunk := response.read(CHUNK):
                     have += len(chunk)
                     if have > size:
                         out.close()
                         part.unlink()
                         raise CliError(f"download failed: the server sent more than the {size:,} bytes it declared", 3)
+                    digest.update(chunk)
                     out.write(chunk)
                     if progress:
                         progress.update(len(chunk))
             if progress:
                 progress.close()
-    digest = new_sha256()
-    with open(part, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
     if digest.hexdigest() != sha256:
         part.unlink()
         raise CliError(

@@ -484,6 +484,18 @@ def test_resume_sends_range_and_if_range(listen: Callable[[], Listener], tmp_pat
     assert tree(out) == ["manifest.json", "model.onnx", "tokenizer.json"]
 
 
+def test_a_complete_part_is_verified_without_downloading_again(listen: Callable[[], Listener], tmp_path: Path) -> None:
+    server = listen()
+    data = make_bundle()
+    serve(server, data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{hashlib.sha256(data).hexdigest()}.tar.part").write_bytes(data)
+    assert pull_from(server, out) == 0
+    assert server.headers_of("/dl") == []
+    assert tree(out) == ["manifest.json", "model.onnx", "tokenizer.json"]
+
+
 def test_resume_through_a_redirect_to_an_object_store(listen: Callable[[], Listener], tmp_path: Path) -> None:
     """The Range follows the redirect (so S3 answers 206); the token and the
     API's If-Range do not."""
