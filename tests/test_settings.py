@@ -148,3 +148,13 @@ def test_production_answers_with_https_headers(tmp_path: Path, local: bool) -> N
         assert r["proxied"] == 200  # the proxy's X-Forwarded-Proto: https is trusted
         assert r["hsts"] == "max-age=31536000; includeSubDomains; preload"
         assert r["cookie_secure"] is True
+
+
+def test_migrate_creates_the_shared_failure_cache_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    result = run(["manage.py", "migrate", "--verbosity", "0"], tmp_path, MODELLIBRARY_LOCAL_HTTP="1")
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
+    assert "modellibrary_security_cache" in tables
