@@ -57,6 +57,7 @@ class Client:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.token, self.timeout = token, timeout
         self.conn: http.client.HTTPConnection | None = None
+        self.view = memoryview(bytearray(1 << 20))
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
@@ -70,13 +71,15 @@ class Client:
             try:
                 self.conn.request(method, path, body=body, headers=hdrs)
                 resp = self.conn.getresponse()
-                chunks: list[bytes] = []
-                while chunk := resp.read(1 << 20):
-                    if len(chunks) < 4:  # keep the start of the body; discard the rest (downloads)
-                        chunks.append(chunk)
+                head = b""
+                # Keep the start of the body (enough for JSON answers); read the
+                # rest of a large one (downloads) into one reused buffer.
+                while n := resp.readinto(self.view):
+                    if len(head) < (4 << 20):
+                        head += self.view[:n]
                 if resp.will_close:
                     self.close()
-                return resp.status, b"".join(chunks)
+                return resp.status, head
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # A keep-alive connection closed by the server between two
                 # requests: retry once on a new one.

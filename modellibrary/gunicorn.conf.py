@@ -48,3 +48,22 @@ def pre_fork(server: object, worker: object) -> None:
         close_pool = getattr(conn, "close_pool", None)
         if close_pool is not None:
             close_pool()
+
+
+def post_worker_init(worker: object) -> None:
+    # Warm the worker before it takes requests: the facet index and the
+    # hybrid search's query encoder load here, not on a client's first search.
+    import logging
+
+    from django.contrib.auth.models import AnonymousUser
+    from django.db import connections
+
+    from catalog.selectors.search import SearchParams, model_search
+
+    try:
+        model_search(user=AnonymousUser(), params=SearchParams(q="warm up"))
+    except Exception:  # a cold worker still serves
+        logging.getLogger(__name__).exception("warm-up search failed")
+    finally:
+        for conn in connections.all(initialized_only=True):
+            conn.close()

@@ -221,7 +221,9 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://modellibrary"
 # PAGE_CACHE_SECONDS old for what bypasses it (download counters); 0: off.
 PAGE_CACHE_ALIAS = "pages"
 PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=30)
-CACHES[PAGE_CACHE_ALIAS] = env.cache("PAGE_CACHE_URL", default="locmemcache://modellibrary-pages")
+# One store for every web process on the host (files under var/, no server
+# needed); PAGE_CACHE_URL=redis://… shares it between hosts.
+CACHES[PAGE_CACHE_ALIAS] = env.cache("PAGE_CACHE_URL", default=f"filecache://{VAR_DIR / 'cache' / 'pages'}")
 CACHES[PAGE_CACHE_ALIAS].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 2000)
 # Failed-authentication counters and login lockouts: one store for every web
 # process (a database table by default, created by ``migrate``).
