@@ -105,6 +105,11 @@ def finetune_request(
     from runners.families.text_classifier import FitParams
 
     errors: dict[str, str] = {}
+    if user is not None:
+        from catalog.roles import Role, has_role
+
+        if not has_role(user, team, Role.MEMBER):
+            errors["team"] = f"Fine-tuning needs the member role in {team.name}; viewers only see its models."
     if base_version.family not in FINETUNABLE_FAMILIES:
         errors["base"] = (
             f"{base_version} is a {base_version.family!r} model; fine-tuning needs one of "

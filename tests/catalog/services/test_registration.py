@@ -334,3 +334,24 @@ def test_registered_model_compiles_and_resolves_like_a_fine_tuned_one(
     assert client.get("/api/v1/models/", {"q": "compiled"}).json()["count"] == 0
     pinned = client.get("/api/v1/models/compiled/resolve", {"version": "1", "precision": "fp32"})
     assert pinned.status_code == 200
+
+
+def test_fine_tune_needs_the_member_role(people: dict[str, Any], tiny_encoder: Any, tickets_csv: bytes) -> None:
+    from catalog.services.datasets import dataset_upload
+    from catalog.services.finetune import finetune_request
+
+    dataset, _ = dataset_upload(team=people["team"], source=io.BytesIO(tickets_csv), file_name="t.csv")
+    with pytest.raises(ValidationError) as exc:
+        finetune_request(
+            team=people["team"], base_version=tiny_encoder, dataset_version=dataset, name="R", user=people["viewer"]
+        )
+    assert "member role" in exc.value.message_dict["team"][0]
+    job = finetune_request(
+        team=people["team"],
+        base_version=tiny_encoder,
+        dataset_version=dataset,
+        name="R",
+        user=people["member"],
+        enqueue=False,
+    )
+    assert job.pk
