@@ -35,6 +35,7 @@ from catalog.storage import (
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HIDDEN = re.compile(r"^\.[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 _REPO_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 LFS_UPLOAD_SALT = "catalog.hub.lfs-upload"
 LFS_UPLOAD_MAX_AGE_S = 24 * 3600
@@ -117,6 +118,11 @@ def preupload_modes(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     answer = []
     for item in files:
         path = str(item.get("path", ""))
+        if _HIDDEN.match(path) and ".." not in path:
+            # .gitattributes, .gitignore, … : not part of a model folder (the
+            # push CLI skips them too); the client then neither sends nor commits them.
+            answer.append({"path": path, "uploadMode": "regular", "shouldIgnore": True})
+            continue
         path_check(path)
         size = int(item.get("size") or 0)
         if size > max_file_bytes():
@@ -229,6 +235,7 @@ class CommitPlan:
     description: str = ""
     parent_commit: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    named: set[str] = field(default_factory=set)  # blobs this commit stored or named
 
     @property
     def message(self) -> str:
@@ -259,10 +266,9 @@ def _stored_size(sha256: str) -> int:
     return int(artifact_storage().size(artifact_key(sha256)))
 
 
-def commit_plan(*, parent: Revision, items: Iterable[dict[str, Any]]) -> CommitPlan:
-    """Apply the commit's operations to the parent's file list (git semantics:
-    files not named stay as they were). Inline files are stored here."""
-    plan = CommitPlan(files={str(f["name"]): str(f["sha256"]) for f in parent.files})
+def commit_plan(*, plan: CommitPlan, items: Iterable[dict[str, Any]]) -> CommitPlan:
+    """Apply the commit's operations to ``plan`` (the parent's file list; git
+    semantics: files not named stay as they were). Inline files are stored here."""
     for item in items:
         key, value = item.get("key"), item["value"]
         if key == "header":
@@ -278,6 +284,7 @@ def commit_plan(*, parent: Revision, items: Iterable[dict[str, Any]]) -> CommitP
             except (binascii.Error, ValueError):
                 raise HubError(400, f"{path}: the content is not valid base64.") from None
             plan.files[path] = artifact_put(io.BytesIO(content)).sha256
+            plan.named.add(plan.files[path])
         elif key == "lfsFile":
             path = path_check(str(value.get("path", "")))
             oid = str(value.get("oid", ""))
@@ -286,6 +293,7 @@ def commit_plan(*, parent: Revision, items: Iterable[dict[str, Any]]) -> CommitP
             if value.get("size") is not None and int(value["size"]) != _stored_size(oid):
                 raise HubError(400, f"{path}: the size does not match the uploaded object.")
             plan.files[path] = oid
+            plan.named.add(oid)
         elif key == "deletedFile":
             plan.files.pop(str(value.get("path", "")), None)
         elif key == "deletedFolder":
@@ -306,16 +314,24 @@ def commit_apply(
         HubError: 400/409/412 with the reason; the registration service's
             refusals (pickles, missing weights, …) come back as 400.
     """
-    from catalog.services.registration import version_register
+    from catalog.services.registration import blobs_discard_unreferenced, version_register
 
     write_require(user=user, team=model.team)
-    plan = commit_plan(parent=parent, items=items)
-    if plan.parent_commit and plan.parent_commit != parent.commit:
-        raise HubError(412, f"The parent commit {plan.parent_commit} is not the head of main ({parent.commit}).")
-    if parent.version is not None and plan.files == {str(f["name"]): str(f["sha256"]) for f in parent.files}:
+    before = {str(f["name"]): str(f["sha256"]) for f in parent.files}
+    plan = CommitPlan(files=dict(before))
+    try:
+        commit_plan(plan=plan, items=items)
+        if plan.parent_commit and plan.parent_commit != parent.commit:
+            raise HubError(412, f"The parent commit {plan.parent_commit} is not the head of main ({parent.commit}).")
+        if not plan.files:
+            raise HubError(400, "The commit leaves no files: a version needs its weights.")
+    except HubError:
+        # A refused commit stores nothing: the blobs it brought go, unless
+        # something else uses them (the registration service does the same).
+        blobs_discard_unreferenced(plan.named - set(before.values()))
+        raise
+    if parent.version is not None and plan.files == before:
         return None
-    if not plan.files:
-        raise HubError(400, "The commit leaves no files: a version needs its weights.")
     return version_register(user=user, registered_model=model, files=plan.files, message=plan.message)
 
 

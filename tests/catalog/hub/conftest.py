@@ -41,7 +41,8 @@ def bert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    """What a folder holds as a model: its files, hidden ones left out."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 @dataclass

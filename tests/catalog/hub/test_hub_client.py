@@ -71,6 +71,9 @@ def test_upload_folder_then_download_every_revision_byte_identical(
     settings.HUB_TREE_PAGE_SIZE = 2  # the client must follow the Link pages
     alice = make_member("alice")
     folder = shutil.copytree(bert_folder, tmp_path / "v1")
+    expected = folder_files(folder)
+    # As in a folder cloned from the Hub: ignored (shouldIgnore), not refused.
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     run = hf(
         f"""
         from huggingface_hub import HfApi
@@ -86,7 +89,6 @@ def test_upload_folder_then_download_every_revision_byte_identical(
     v1 = model.versions.get()
     assert v1.version == 1
     assert v1.status == VersionStatus.READY
-    expected = folder_files(folder)
     assert {f["name"]: f["sha256"] for f in v1.files} == {
         name: hashlib.sha256(data).hexdigest() for name, data in expected.items()
     }

@@ -254,6 +254,8 @@ def test_preupload_modes_and_refusals(client: Client, model: RegisteredModel, al
         ("config.json", "regular", False),
         ("model.safetensors", "lfs", False),
     ]
+    hidden = preupload([{"path": ".gitattributes", "size": 8, "sample": sample}])
+    assert hidden.json()["files"][0]["shouldIgnore"] is True
     pickle = preupload([{"path": "pytorch_model.bin", "size": 4000, "sample": binary}])
     assert pickle.status_code == 400
     assert "pickle" in pickle["X-Error-Message"]
@@ -268,11 +270,14 @@ def test_preupload_modes_and_refusals(client: Client, model: RegisteredModel, al
     assert on_a_version.status_code == 400
 
 
-def test_commit_refuses_an_lfs_file_that_was_not_uploaded(
-    client: Client, model: RegisteredModel, alice: Member
-) -> None:
+def test_a_refused_commit_stores_nothing(client: Client, model: RegisteredModel, alice: Member) -> None:
+    card = b"# Router\n"
     lines = [
         {"key": "header", "value": {"summary": "x", "description": ""}},
+        {
+            "key": "file",
+            "value": {"path": "README.md", "content": base64.b64encode(card).decode(), "encoding": "base64"},
+        },
         {"key": "lfsFile", "value": {"path": "model.safetensors", "algo": "sha256", "oid": "ab" * 32, "size": 3}},
     ]
     response = client.post(
@@ -284,6 +289,7 @@ def test_commit_refuses_an_lfs_file_that_was_not_uploaded(
     assert response.status_code == 400
     assert "was not uploaded" in response.json()["error"]
     assert model.versions.count() == 1
+    assert not artifact_exists(hashlib.sha256(card).hexdigest())  # the inline file stored on the way is gone
 
 
 def test_xet_token_routes_redirect_to_a_url_that_names_the_fix(client: Client, model: RegisteredModel) -> None:
