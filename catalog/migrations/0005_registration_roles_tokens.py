@@ -8,7 +8,11 @@ from django.db import migrations, models
 def copy_plaintext_tokens(apps, schema_editor):
     """Keep the keys issued by rest_framework.authtoken working: store their
     sha256 (the plaintext table is left for its app's own migrations to drop)."""
+    import datetime
     import hashlib
+
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
 
     connection = schema_editor.connection
     if "authtoken_token" not in connection.introspection.table_names():
@@ -24,7 +28,12 @@ def copy_plaintext_tokens(apps, schema_editor):
             prefix=key[:12],
             key_sha256=hashlib.sha256(key.encode()).hexdigest(),
         )
-        ApiToken.objects.filter(pk=token.pk).update(created_at=created)
+        if isinstance(created, str):
+            created = parse_datetime(created)
+        if created is not None:
+            if timezone.is_naive(created):
+                created = timezone.make_aware(created, datetime.timezone.utc)
+            ApiToken.objects.filter(pk=token.pk).update(created_at=created)
 
 
 class Migration(migrations.Migration):
