@@ -12,6 +12,9 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.core.cache import caches
 from django.test import Client, RequestFactory, override_settings
+from django.urls import path
+
+from modellibrary import urls as project_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = "/api/v1/models/"
@@ -209,6 +212,25 @@ def test_the_500_page_is_standalone(django_assert_num_queries: Any) -> None:
     assert "css/app.css" in page
 
 
+def _boom(request: Any) -> Any:
+    raise RuntimeError("secret detail from the stack")
+
+
+# ROOT_URLCONF for the next test: the project's handler500 with a failing page.
+urlpatterns = [path("boom/", _boom)]
+handler500 = project_urls.handler500
+
+
+@override_settings(ROOT_URLCONF="tests.test_security")
+def test_a_failing_page_gets_the_branded_500_without_the_traceback() -> None:
+    response = Client(raise_request_exception=False).get("/boom/")
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong" in page
+    assert "secret detail" not in page
+    assert "Traceback" not in page
+
+
 def test_a_foreign_host_gets_400_without_the_environment(client: Client) -> None:
     response = client.get("/", HTTP_HOST="attacker.example")
     assert response.status_code == 400
@@ -248,10 +270,10 @@ INLINE = [
 
 def test_templates_have_no_inline_script_or_style() -> None:
     problems = []
-    for path in sorted((ROOT / "templates").rglob("*.html")):
-        text = re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group().count("\n"), path.read_text(), flags=re.S)
+    for template in sorted((ROOT / "templates").rglob("*.html")):
+        text = re.sub(r"\{#.*?#\}", lambda m: "\n" * m.group().count("\n"), template.read_text(), flags=re.S)
         for pattern, what in INLINE:
             for match in pattern.finditer(text):
                 line = text.count("\n", 0, match.start()) + 1
-                problems.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+                problems.append(f"{template.relative_to(ROOT)}:{line}: {what}")
     assert problems == []
