@@ -18,7 +18,8 @@ urlpatterns = [
     path("api/validate-yaml", views.validate_yaml, name="validate_yaml"),
     path("api/agent-harnesses", views.agent_harnesses, name="agent_harnesses"),
     path(f"api/models/{_REPO}", views.model_info, name="model_info"),
-    path(f"api/models/{_REPO}/revision/<str:revision>", views.model_info, name="model_revision"),
+    # A revision may hold "/" (refs/pr/1, quoted by the client and decoded by the server).
+    path(f"api/models/{_REPO}/revision/<path:revision>", views.model_info, name="model_revision"),
     path(f"api/models/{_REPO}/tree/<str:revision>", views.tree, name="tree"),
     path(f"api/models/{_REPO}/tree/<str:revision>/<path:path>", views.tree, name="tree_path"),
     path(f"api/models/{_REPO}/preupload/<str:revision>", views.preupload, name="preupload"),

@@ -86,6 +86,8 @@ def test_revisions_main_version_alias_and_commit_id(client: Client, model: Regis
         assert info.status_code == 200, revision
         assert info.json()["sha"] == commit
         assert [s["rfilename"] for s in info.json()["siblings"]] == ["model.safetensors"]
+    pull_request = client.get("/hf/api/models/team-a/router/revision/refs%2Fpr%2F1")
+    assert (pull_request.status_code, pull_request["X-Error-Code"]) == (404, "RevisionNotFound")
     for revision in ("v2", "production", "0" * 40):
         missing = client.head(f"/hf/team-a/router/resolve/{revision}/model.safetensors")
         assert (missing.status_code, missing["X-Error-Code"]) == (404, "RevisionNotFound"), revision
