@@ -136,6 +136,9 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "variants",
             "lineage",
             "code_version",
+            "lifecycle",
+            "lifecycle_reason",
+            "intake",
             "created_at",
         ]
 
@@ -231,7 +234,17 @@ class ModelDetailSerializer(ModelSummarySerializer):
     aliases = serializers.SerializerMethodField()
 
     class Meta(ModelSummarySerializer.Meta):
-        fields = [*ModelSummarySerializer.Meta.fields, "description", "versions", "aliases"]
+        fields = [
+            *ModelSummarySerializer.Meta.fields,
+            "description",
+            "lifecycle",
+            "lifecycle_reason",
+            "license",
+            "tags",
+            "card",
+            "versions",
+            "aliases",
+        ]
 
     @extend_schema_field(serializers.DictField(child=serializers.IntegerField(), help_text="alias → version number"))
     def get_aliases(self, obj: RegisteredModel) -> dict[str, int]:
