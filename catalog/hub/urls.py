@@ -22,6 +22,7 @@ urlpatterns = [
     path(f"api/models/{_REPO}/revision/<path:revision>", views.model_info, name="model_revision"),
     path(f"api/models/{_REPO}/tree/<str:revision>", views.tree, name="tree"),
     path(f"api/models/{_REPO}/tree/<str:revision>/<path:path>", views.tree, name="tree_path"),
+    path(f"api/models/{_REPO}/paths-info/<str:revision>", views.paths_info, name="paths_info"),
     path(f"api/models/{_REPO}/preupload/<str:revision>", views.preupload, name="preupload"),
     path(f"api/models/{_REPO}/commit/<str:revision>", views.commit, name="commit"),
     path(f"api/models/{_REPO}/xet-write-token/<str:revision>", views.xet_token, name="xet_write_token"),

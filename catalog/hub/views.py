@@ -148,6 +148,18 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
 
 
 @hub_view
+@require_http_methods(["POST"])
+def paths_info(request: HttpRequest, namespace: str, name: str, revision: str) -> JsonResponse:
+    """``get_paths_info``: the entries of the named paths that exist (form
+    field ``paths``, repeated)."""
+    _, model = _repo(request, namespace, name)
+    resolved = selectors.revision_resolve(model=model, revision=revision)
+    wanted = set(request.POST.getlist("paths"))
+    entries = [serializers.tree_entry(f) for f in resolved.files if f["name"] in wanted]
+    return JsonResponse(sorted(entries, key=lambda e: str(e["path"])), safe=False)
+
+
+@hub_view
 @require_http_methods(["GET", "POST"])
 def xet_token(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
     """The first request of a Xet upload, refused so that the user learns the fix.

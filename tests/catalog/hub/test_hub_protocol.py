@@ -93,6 +93,17 @@ def test_revisions_main_version_alias_and_commit_id(client: Client, model: Regis
         assert (missing.status_code, missing["X-Error-Code"]) == (404, "RevisionNotFound"), revision
 
 
+def test_paths_info_lists_the_paths_that_exist(client: Client, model: RegisteredModel) -> None:
+    entry = weights_of(model)
+    response = client.post(
+        "/hf/api/models/team-a/router/paths-info/main", data={"paths": ["model.safetensors", "missing.json"]}
+    )
+    assert response.status_code == 200
+    assert [(e["path"], e["lfs"]["oid"], e["size"]) for e in response.json()] == [
+        ("model.safetensors", entry["sha256"], entry["size"])
+    ]
+
+
 def test_a_missing_file_is_entry_not_found_with_the_commit(client: Client, model: RegisteredModel) -> None:
     response = client.head("/hf/team-a/router/resolve/main/adapter_config.json")
     assert response.status_code == 404
@@ -140,6 +151,7 @@ def test_private_repo_answers_exactly_like_a_missing_one(
         ("get", "/hf/team-a/{}/resolve/main/model.safetensors", None),
         ("get", "/hf/api/models/team-a/{}/xet-write-token/main", None),
         ("get", "/hf/api/models/team-a/{}/xet-read-token/main", None),
+        ("post", "/hf/api/models/team-a/{}/paths-info/main", {"paths": ["model.safetensors"]}),
         ("post", "/hf/api/models/team-a/{}/preupload/main", {"files": []}),
         ("post", "/hf/team-a/{}.git/info/lfs/objects/batch", {"operation": "upload", "objects": []}),
         ("post", "/hf/api/models/team-a/{}/commit/main", None),
