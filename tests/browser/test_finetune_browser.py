@@ -47,8 +47,9 @@ def test_fine_tune_from_the_form_and_watch_the_job(
         # The new model is filed under the data's domain, not the base model's.
         assert page.input_value("#id_domain") == "general"
         page.select_option("#id_domain", "business/support-tickets")
+        page.fill("#id_epochs", "6")  # enough steps to watch the bar move, few enough for a busy machine
         page.fill("#id_learning_rate", "0.05")
-        page.fill("#id_batch_size", "4")
+        page.fill("#id_batch_size", "8")
         page.fill("#id_unfreeze_layers", "1")
         page.click("button[type=submit]")
         page.wait_for_url("**/jobs/*/")
