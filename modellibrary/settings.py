@@ -229,6 +229,9 @@ CACHES[PAGE_CACHE_ALIAS].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 200
 # process (a database table by default, created by ``migrate``).
 SECURITY_CACHE = "security"
 CACHES[SECURITY_CACHE] = env.cache("SECURITY_CACHE_URL", default="dbcache://modellibrary_security_cache")
+# The database cache culls a third of its rows, whichever, past MAX_ENTRIES
+# (300 by default): an attacker making many distinct failures could evict locks.
+CACHES[SECURITY_CACHE].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 200_000)
 
 # --- Throttling ---------------------------------------------------------------------
 # API requests per user (token or session) and per anonymous client address, in
@@ -244,6 +247,8 @@ AUTH_FAILURE_WINDOW_S = env.int("AUTH_FAILURE_WINDOW_S", default=60)
 # that pair is locked (the right password refused too) for LOGIN_LOCKOUT_S.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_LOCKOUT_S = env.int("LOGIN_LOCKOUT_S", default=900)
+# ... and from one address over any usernames (password spraying): the address is locked.
+LOGIN_IP_FAILURE_LIMIT = env.int("LOGIN_IP_FAILURE_LIMIT", default=50)
 AUTHENTICATION_BACKENDS = ["modellibrary.security.backends.LockoutModelBackend"]
 # How many proxies' X-Forwarded-For entries to trust for the client address:
 # behind the production proxy one (the address it appends), else none (a

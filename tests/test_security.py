@@ -153,6 +153,23 @@ def test_two_hundred_wrong_passwords_then_the_right_one_does_not_log_in(
     assert logged_in(client)
 
 
+@override_settings(LOGIN_FAILURE_LIMIT=5, LOGIN_IP_FAILURE_LIMIT=20)
+def test_password_spraying_from_one_address_locks_that_address(client: Client, make_user: Callable[..., Any]) -> None:
+    make_user("alice", password="pw-correct-horse")
+    for i in range(20):  # a few guesses each over many usernames: no username reaches its limit
+        login(client, f"user{i // 2}", f"guess-{i}")
+    response = login(client, "alice", "pw-correct-horse")
+    assert response.status_code == 429
+    assert not logged_in(client)
+    other = Client(REMOTE_ADDR="10.0.0.43")
+    assert login(other, "alice", "pw-correct-horse").status_code == 302
+
+
+def test_many_distinct_failures_do_not_evict_a_lock(settings: Any) -> None:
+    options = settings.CACHES["security"].get("OPTIONS", {})
+    assert options.get("MAX_ENTRIES", 300) >= 100_000
+
+
 @override_settings(LOGIN_FAILURE_LIMIT=5)
 def test_a_success_resets_the_count(client: Client, make_user: Callable[..., Any]) -> None:
     make_user("alice", password="pw-correct-horse")

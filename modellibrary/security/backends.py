@@ -5,7 +5,9 @@ call with a request) goes through :class:`LockoutModelBackend`: after
 ``LOGIN_FAILURE_LIMIT`` wrong passwords for one username from one address
 within ``LOGIN_LOCKOUT_S`` seconds, that pair is refused, the right password
 included, until the lock ends. Locking by username *and* address keeps one
-attacker from locking a user out from everywhere.
+attacker from locking a user out from everywhere. One address that fails
+``LOGIN_IP_FAILURE_LIMIT`` times over any usernames in that time (password
+spraying) is locked for every username.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from modellibrary.security.failures import (
     failures_clear,
     locked_for,
     login_failure_limit,
+    login_ip_failure_limit,
 )
 
 
@@ -30,7 +33,11 @@ def login_ident(request: HttpRequest | None, username: str | None) -> str:
 
 
 def login_locked_for(request: HttpRequest | None, username: str | None) -> int:
-    return locked_for(login_failure_limit(), login_ident(request, username))
+    """Seconds left on the lock of this username from this address (0: none)."""
+    return max(
+        locked_for(login_failure_limit(), login_ident(request, username)),
+        locked_for(login_ip_failure_limit(), client_ip(request)),
+    )
 
 
 class LockoutModelBackend(ModelBackend):
@@ -45,13 +52,13 @@ class LockoutModelBackend(ModelBackend):
             username = kwargs.get("username")
         if username is None or password is None:
             return None
-        limit = login_failure_limit()
-        ident = login_ident(request, username)
-        if locked_for(limit, ident):
+        if login_locked_for(request, username):
             raise PermissionDenied("locked")  # ends authenticate(): no other backend tries
         user = super().authenticate(request, username=username, password=password, **kwargs)
+        ident = login_ident(request, username)
         if user is None:
-            failure_record(limit, ident)
+            failure_record(login_failure_limit(), ident)
+            failure_record(login_ip_failure_limit(), client_ip(request))
         else:
-            failures_clear(limit, ident)
+            failures_clear(login_failure_limit(), ident)
         return user

@@ -43,6 +43,12 @@ def login_failure_limit() -> FailureLimit:
     return FailureLimit("loginfail", settings.LOGIN_FAILURE_LIMIT, lockout, lockout)
 
 
+def login_ip_failure_limit() -> FailureLimit:
+    """Wrong passwords from one client address, whatever the username."""
+    lockout = settings.LOGIN_LOCKOUT_S
+    return FailureLimit("loginipfail", settings.LOGIN_IP_FAILURE_LIMIT, lockout, lockout)
+
+
 def client_ip(request: HttpRequest | None) -> str:
     """The client's address as DRF's throttles see it (``NUM_PROXIES`` decides
     how much of X-Forwarded-For is trusted)."""
