@@ -138,15 +138,15 @@ def setup(var: Path) -> tuple[dict[str, str], str, str]:
     return env, api_token_create(user=user, name="bench"), team.slug
 
 
-def serve_bundle(slug: str, version: int, weights: Path, work: Path) -> Path:
-    """A served variant of ``slug`` v``version`` whose bundle holds ``weights``."""
+def serve_bundle(slug: str, version: int, weights: Path, work: Path) -> tuple[Path, int]:
+    """A served variant of ``slug`` v``version`` whose bundle holds ``weights``: (bundle, variant id)."""
     from catalog.models import ModelVersion, Variant, VariantStatus
     from catalog.storage import artifact_put_path
     from runners.compile import write_bundle
 
     bundle = write_bundle(work / "bundle.tar", {"model.onnx": weights}, {"labels": []})
     stored = artifact_put_path(bundle)
-    Variant.objects.create(
+    variant = Variant.objects.create(
         version=ModelVersion.objects.get(registered_model__slug=slug, version=version),
         name="bench-fp32",
         format="onnx",
@@ -157,14 +157,67 @@ def serve_bundle(slug: str, version: int, weights: Path, work: Path) -> Path:
         sha256=stored.sha256,
         size=stored.size,
     )
-    return bundle
+    return bundle, variant.pk
+
+
+def shell_seconds(command: str) -> float:
+    os.sync()
+    started = time.perf_counter()
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+Runs = dict[str, list[tuple[float, float, int]]]
+
+
+def push_both(
+    r: int, folder: Path, var: Path, base: str, token: str, team: str, env: dict[str, str], runs: Runs
+) -> int:
+    """The push CLI, then curl -F with the same files' layout (fresh bytes each): versions 2r+1, 2r+2."""
+    weights = folder / "model.safetensors"
+    size = write_weights(weights, SIZE_MB, seed=2 * r)
+    cp = cp_seconds(weights, var / "copy")
+    seconds, rss = client(["push", str(folder), "--model", f"{team}/bench", "--server", base, "--token", token,
+                           "--quiet"], env)  # fmt: skip
+    runs["push (python -m pullcli push)"].append((seconds, cp, rss))
+    write_weights(weights, SIZE_MB, seed=2 * r + 1)
+    cp = cp_seconds(weights, var / "copy")
+    parts = " ".join(f"-F files=@{p}" for p in sorted(folder.iterdir()))
+    seconds = shell_seconds(
+        f"curl -sS -f -o /dev/null -H 'Authorization: Token {token}' {parts} {base}/api/v1/models/bench/versions/"
+    )
+    runs["push (curl -F, same request)"].append((seconds, cp, 0))
+    return size
+
+
+def pull_both(r: int, weights: Path, var: Path, base: str, token: str, env: dict[str, str], runs: Runs) -> None:
+    """The pull CLI, then curl + sha256sum + tar -x of the same bundle."""
+    bundle, variant_id = serve_bundle("bench", 2 * r + 1, weights, var)
+    cp = cp_seconds(bundle, var / "copy")
+    out = var / "pulled"
+    seconds, rss = client(["bench", "--version", str(2 * r + 1), "--precision", "fp32", "-o", str(out), "--server",
+                           base, "--token", token, "--quiet"], env)  # fmt: skip
+    runs["pull (python -m pullcli)"].append((seconds, cp, rss))
+    shutil.rmtree(out)
+    seconds = shell_seconds(
+        f"curl -sS -f -o {var}/b.tar -H 'Authorization: Token {token}' {base}/api/v1/variants/{variant_id}/download"
+        f" && sha256sum {var}/b.tar && mkdir {out} && tar -xf {var}/b.tar -C {out} && rm {var}/b.tar"
+    )
+    runs["pull (curl + sha256sum + tar -x)"].append((seconds, cp, 0))
+    shutil.rmtree(out)
+    bundle.unlink()
+
+
+SIZE_MB = 1024
 
 
 def main() -> None:
+    global SIZE_MB
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    SIZE_MB = args.size_mb
     var = Path(tempfile.mkdtemp(prefix="bench-cli-"))
     env, token, team = setup(var)
     port = free_port()
@@ -177,47 +230,39 @@ def main() -> None:
     folder = var / "folder"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(CONFIG))
-    weights = folder / "model.safetensors"
-    results: dict[str, list[tuple[float, float, int]]] = {"push": [], "pull": []}
+    runs: Runs = {
+        "push (python -m pullcli push)": [],
+        "push (curl -F, same request)": [],
+        "pull (python -m pullcli)": [],
+        "pull (curl + sha256sum + tar -x)": [],
+    }
     size = 0
     try:
         wait_port(port)
-        common = ["--server", base, "--token", token, "--quiet"]
         for r in range(args.repeat):
-            size = write_weights(weights, args.size_mb, seed=r)
-            cp = cp_seconds(weights, var / "copy")
-            seconds, rss = client(["push", str(folder), "--model", f"{team}/bench", *common], env)
-            results["push"].append((seconds, cp, rss))
-
-            bundle = serve_bundle("bench", r + 1, weights, var)
-            cp = cp_seconds(bundle, var / "copy")
-            out = var / "pulled"
-            seconds, rss = client(
-                ["bench", "--version", str(r + 1), "--precision", "fp32", "-o", str(out), *common], env
-            )
-            results["pull"].append((seconds, cp, rss))
-            shutil.rmtree(out)
-            bundle.unlink()
+            size = push_both(r, folder, var, base, token, team, env, runs)
+            pull_both(r, folder / "model.safetensors", var, base, token, env, runs)
     finally:
         gunicorn.terminate()
         gunicorn.wait(20)
         shutil.rmtree(var, ignore_errors=True)
-    report(results, size, args.repeat)
+    report(runs, size, args.repeat)
 
 
-def report(results: dict[str, list[tuple[float, float, int]]], size: int, repeat: int) -> None:
+def report(runs: Runs, size: int, repeat: int) -> None:
     mb = size / 1e6
     print(f"{mb:,.0f} MB per transfer, {repeat} of each, each paired with a cp of the same bytes just before it\n")
-    print("| CLI | best | median | cp (paired, median) | ratio (median) | client peak RSS |")
+    print("| way | best | median | cp (paired, median) | ratio to cp (median) | client peak RSS |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, runs in results.items():
-        rates = [mb / s for s, _, _ in runs]
-        cps = [mb / c for _, c, _ in runs]
-        ratios = [c / s for s, c, _ in runs]
+    for name, results in runs.items():
+        rates = [mb / s for s, _, _ in results]
+        cps = [mb / c for _, c, _ in results]
+        ratios = [c / s for s, c, _ in results]
+        rss = max(r for _, _, r in results)
         print(
             f"| {name} | {max(rates):,.0f} MB/s | {statistics.median(rates):,.0f} MB/s | "
             f"{statistics.median(cps):,.0f} MB/s | {statistics.median(ratios):.2f} | "
-            f"{max(r for _, _, r in runs) / 1024:.1f} MB |"
+            f"{f'{rss / 1024:.1f} MB' if rss else '—'} |"
         )
 
 
