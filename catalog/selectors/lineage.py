@@ -51,6 +51,7 @@ class LineageRefs:
     base_url: str = ""
     dataset_title: str = ""
     dataset_subtitle: str = ""
+    dataset_visible: bool = False
     job_url: str = ""
 
 
@@ -96,6 +97,7 @@ def lineage_refs(*, user: Any, versions: list[ModelVersion]) -> dict[int, Lineag
             if teams is None or dv.dataset.team_id in teams:
                 ref.dataset_title = dv.dataset.name
                 ref.dataset_subtitle = f"{dv.rows} rows · {dv.sha256[:8]}"
+                ref.dataset_visible = True
             else:
                 ref.dataset_title = "Training data"
                 ref.dataset_subtitle = f"{dv.rows} rows · team only"
@@ -154,3 +156,23 @@ def version_weights(*, version: ModelVersion) -> list[dict[str, Any]]:
     # The file that is new in this version first: that is what makes it this model.
     weights.sort(key=lambda f: (f["sha256"] in base_hashes, f["name"]))
     return [{**f, "from_base": f["sha256"] in base_hashes} for f in weights]
+
+
+def lineage_summary(*, version: ModelVersion, user: Any) -> dict[str, Any]:
+    """The API's ``lineage`` field under the same rule as the page: a base the
+    viewer cannot see is ``{"model": null, "version": null, "private": true}``;
+    a dataset of another team is ``{"id": null, "sha256": null, "rows": N}``."""
+    ref = lineage_refs(user=user, versions=[version])[version.pk]
+    base, dv = version.base_version, version.dataset_version
+    base_out: dict[str, Any] | None = None
+    if base is not None:
+        base_out = (
+            {"model": base.registered_model.slug, "version": base.version, "private": False}
+            if ref.base_url
+            else {"model": None, "version": None, "private": True}
+        )
+    dataset_out: dict[str, Any] | None = None
+    if dv is not None:
+        shown = ref.dataset_visible
+        dataset_out = {"id": dv.pk if shown else None, "sha256": dv.sha256 if shown else None, "rows": dv.rows}
+    return {"base": base_out, "dataset_version": dataset_out}

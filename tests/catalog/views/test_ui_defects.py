@@ -364,3 +364,19 @@ def test_a_fine_tune_from_the_form_is_filed_under_the_chosen_domain_with_its_own
     assert weights[0] == "head.safetensors"
     head = next(f for f in done.result_version.files if f["name"] == "head.safetensors")  # type: ignore[union-attr]
     assert head["sha256"][:12] in page
+
+
+def test_the_api_lineage_summary_follows_the_same_rule(derived: dict[str, Any], django_user_model: Any) -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from catalog.selectors.lineage import lineage_summary
+
+    version = derived["version"]
+    hidden = lineage_summary(version=version, user=AnonymousUser())
+    assert hidden["base"] == {"model": None, "version": None, "private": True}
+    assert hidden["dataset_version"] == {"id": None, "sha256": None, "rows": derived["dataset"].rows}
+    bob = lineage_summary(version=version, user=django_user_model.objects.get(username="bob"))
+    assert bob == hidden
+    alice = lineage_summary(version=version, user=django_user_model.objects.get(username="alice"))
+    assert alice["base"] == {"model": "secret-base", "version": 1, "private": False}
+    assert alice["dataset_version"]["sha256"] == derived["dataset"].sha256
