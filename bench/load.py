@@ -57,11 +57,13 @@ class Client:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.token, self.timeout = token, timeout
         self.conn: http.client.HTTPConnection | None = None
+        self.app_ms: float | None = None  # the app's own time (Server-Timing) for the last answer
         self.view = memoryview(bytearray(1 << 20))
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
+        self.app_ms = None
         hdrs = {"Accept": "*/*", **(headers or {})}
         if self.token:
             hdrs["Authorization"] = f"Token {self.token}"
@@ -71,6 +73,9 @@ class Client:
             try:
                 self.conn.request(method, path, body=body, headers=hdrs)
                 resp = self.conn.getresponse()
+                timing = resp.getheader("Server-Timing") or ""
+                if timing.startswith("app;dur="):
+                    self.app_ms = float(timing[8:].split(",")[0])
                 head = b""
                 # Keep the start of the body (enough for JSON answers); read the
                 # rest of a large one (downloads) into one reused buffer.
@@ -201,13 +206,16 @@ def make_request(route: str, cat: Catalogue, rng: random.Random, client_id: int)
 class Results:
     lock: threading.Lock = field(default_factory=threading.Lock)
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    app_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     samples: list[str] = field(default_factory=list)
 
-    def add(self, route: str, status: str, seconds: float) -> None:
+    def add(self, route: str, status: str, seconds: float, app_ms: float | None) -> None:
         with self.lock:
             self.latencies[route].append(seconds)
             self.statuses[route][status] += 1
+            if app_ms is not None:
+                self.app_ms[route].append(app_ms)
 
 
 def client_loop(
@@ -229,7 +237,7 @@ def client_loop(
             label = type(exc).__name__
             if len(res.samples) < 20:
                 res.samples.append(f"{label} {method} {path}: {exc}")
-        res.add(route, label, time.perf_counter() - t0)
+        res.add(route, label, time.perf_counter() - t0, c.app_ms)
     c.close()
 
 
@@ -456,6 +464,8 @@ def summarise(res: Results, elapsed: float, sampler: Sampler, finetune: FineTune
             "p95_ms": round(percentile(lat, 0.95) * 1000, 1),
             "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
             "statuses": dict(res.statuses[route]),
+            "app_p50_ms": round(percentile(res.app_ms[route], 0.50), 1),
+            "app_p95_ms": round(percentile(res.app_ms[route], 0.95), 1),
         }
     rss = {}
     for role, series in sampler.rss.items():
@@ -494,11 +504,14 @@ def summarise(res: Results, elapsed: float, sampler: Sampler, finetune: FineTune
 
 def print_report(r: dict[str, Any]) -> None:
     print(f"\n{r['label'] or r['url']}: {r['clients']} clients, {r['seconds']} s")
-    print(f"{'route':14} {'reqs':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  statuses")
+    print(
+        f"{'route':14} {'reqs':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'app p50':>8} {'app p95':>8}"
+        "  statuses"
+    )
     for name, s in r["routes"].items():
         print(
             f"{name:14} {s['requests']:7d} {s['rps']:7.1f} {s['p50_ms']:8.1f} {s['p95_ms']:8.1f} {s['p99_ms']:8.1f}"
-            f"  {s['statuses']}"
+            f" {s['app_p50_ms']:8.1f} {s['app_p95_ms']:8.1f}  {s['statuses']}"
         )
     print(f"{'all':14} {r['requests']:7d} {r['rps']:7.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['p99_ms']:8.1f}")
     print(f"errors: {r['errors']} {r['errors_by_status']}")
