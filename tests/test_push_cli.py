@@ -546,3 +546,37 @@ def test_push_shows_the_real_apps_refusals(
     assert cli([*base, "--model", "team-b/Notes", "--token", outsider]) == 1
     assert "'notes' is taken by a model you cannot see" in capsys.readouterr().err
     assert not RegisteredModel.objects.filter(versions__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("taxonomy")
+def test_pushed_folder_compiles_and_pulls_back_runnable(
+    live_server: Any, member_token: tuple[Any, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole loop through both CLIs: push a Hugging Face folder, compile
+    it, pull its fp32 bundle (every check passes on a real bundle), run it."""
+    from catalog.models import ModelVersion
+    from catalog.services.compile import version_compile
+    from tests.registration_folders import LABELS, make_hf_folder
+
+    team, token = member_token
+    folder = make_hf_folder(tmp_path / "router", kind="bert")
+    server = ["--server", live_server.url, "--token", token]
+    assert cli(["push", str(folder), "--model", f"{team.slug}/Loop", "--visibility", "internal", *server]) == 0
+    version = ModelVersion.objects.get(registered_model__slug="loop", version=1)
+    served = [v for v in version_compile(version_id=version.pk) if v.status == "served" and v.precision == "fp32"]
+    assert served, "no fp32 variant was served"
+    out = tmp_path / "pulled"
+    assert cli(["loop", "--version", "1", "--precision", "fp32", "--hardware", "cpu", "-o", str(out), *server]) == 0
+    assert "(sha256 verified)" in capsys.readouterr().out
+    assert {"model.onnx", "manifest.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "run_bundle.py"), str(out), "Where is my parcel?"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    label, confidence = done.stdout.split()
+    assert label in LABELS
+    assert 0.0 < float(confidence) <= 1.0
