@@ -292,7 +292,7 @@ def variant_download(request: Request, variant_id: int) -> HttpResponseBase:
             416,
             f"The range {wanted[:100]!r} cannot be served from a {size}-byte bundle.",
             "range_not_satisfiable",
-            headers={"Content-Range": f"bytes */{size}", **common},
+            headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
         ) from None
     start, end = (0, size - 1) if span is None else span
     length = end - start + 1 if size else 0

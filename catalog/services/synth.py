@@ -3,7 +3,11 @@ benchmarks. Rows are written with bulk inserts in batches."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import random
+import tarfile
 from collections.abc import Callable
 
 from django.db import transaction
@@ -24,6 +28,7 @@ from catalog.models import (
 )
 from catalog.services.taxonomy import taxonomy_load
 from catalog.signals import catalog_changed
+from catalog.storage import StoredArtifact, artifact_put
 
 ARCHS = [
     "ResNet",
@@ -68,6 +73,42 @@ WORDS = [
 ]
 
 
+SYNTH_VARIANTS = ("onnx-fp32", "onnx-int8")
+
+
+def synth_bundles() -> dict[str, StoredArtifact]:
+    """One small, real bundle per synthetic variant name, in the artifact store.
+
+    Synthetic entries are marked served, so each must have a file behind it: a
+    download answers a tar (``manifest.json`` + a note, the manifest listing
+    the note's sha256 like every bundle's), which the pull CLI verifies like
+    any other. Deterministic bytes: the same blob on every run.
+    """
+    out = {}
+    for name in SYNTH_VARIANTS:
+        note = (
+            f"Synthetic catalogue entry ({name}): made by `manage.py catalog_synth` for scale tests; "
+            "it holds no model.\n"
+        ).encode()
+        manifest = {
+            "synthetic": True,
+            "variant": name,
+            "files": {"README.txt": {"sha256": hashlib.sha256(note).hexdigest(), "size": len(note)}},
+        }
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for member, body in (
+                ("manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode()),
+                ("README.txt", note),
+            ):
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime, info.mode = len(body), 0, 0o644
+                tar.addfile(info, io.BytesIO(body))
+        buffer.seek(0)
+        out[name] = artifact_put(buffer)
+    return out
+
+
 def catalog_synth(
     *,
     count: int,
@@ -84,6 +125,7 @@ def catalog_synth(
     if not Modality.objects.exists():
         taxonomy_load(path=settings.BASE_DIR / "fixtures" / "taxonomy.json")
     rng = random.Random(seed)
+    bundles = synth_bundles()
     modalities = list(Modality.objects.all())
     results = list(ResultKind.objects.all())
     domains = list(Domain.objects.all())
@@ -169,8 +211,8 @@ def catalog_synth(
                             runtime="onnxruntime",
                             hardware="cpu",
                             status=VariantStatus.SERVED,
-                            sha256="0" * 64,
-                            size=v.weights_size,
+                            sha256=bundles[name].sha256,
+                            size=bundles[name].size,
                             latency_p50_ms=round(p50, 3),
                             latency_p95_ms=round(p50 * 1.3, 3),
                             parity={"synthetic": True},
