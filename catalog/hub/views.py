@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
@@ -251,8 +252,6 @@ def lfs_upload(request: HttpRequest, token: str) -> JsonResponse:
     Authorization header here); the body streams into the store."""
     grant = services.lfs_upload_grant(token)
     model = RegisteredModel.objects.select_related("team").filter(pk=grant.model_id).first()
-    from django.contrib.auth import get_user_model
-
     user = get_user_model().objects.filter(pk=grant.user_id, is_active=True).first()
     if model is None or user is None:
         raise HubError(403, "This upload URL is no longer valid; start the upload again.")
