@@ -251,6 +251,15 @@ def proc_rss_kib(pid: int) -> int | None:
     return None
 
 
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def find_pids(repo: Path) -> dict[str, list[int]]:
     """Web (gunicorn/runserver) and worker (celery) processes running from ``repo``."""
     found: dict[str, list[int]] = {"web": [], "worker": []}
@@ -281,6 +290,8 @@ class Sampler(threading.Thread):
         self.rss: dict[str, list[int]] = defaultdict(list)  # role → total KiB per sample
         self.per_pid: dict[int, list[int]] = defaultdict(list)
         self.pg_connections: list[int] = []
+        self.cpu_first: dict[int, float] = {}
+        self.cpu_last: dict[int, float] = {}
 
     def run(self) -> None:
         conn = None
@@ -293,6 +304,10 @@ class Sampler(threading.Thread):
             for role, pids in self.pids.items():
                 total = 0
                 for pid in pids:
+                    cpu = proc_cpu_s(pid)
+                    if cpu is not None:
+                        self.cpu_first.setdefault(pid, cpu)
+                        self.cpu_last[pid] = cpu
                     kib = proc_rss_kib(pid)
                     if kib is not None:
                         self.per_pid[pid].append(kib)
@@ -435,20 +450,23 @@ def main() -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    cpu_at_end = dict(sampler.cpu_last)  # the load's share, before the fine-tune wait
     if finetune is not None:
         finetune.join(timeout=max(0.0, args.finetune_wait))
         finetune.give_up.set()
     sampler.done.set()
     sampler.join()
 
-    report = summarise(res, elapsed, sampler, finetune, args)
+    report = summarise(res, elapsed, sampler, finetune, args, cpu_at_end)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0 if report["errors"] == 0 and report["finetune"]["status"] in ("succeeded", "skipped") else 1
 
 
-def summarise(res: Results, elapsed: float, sampler: Sampler, finetune: FineTune | None, args: Any) -> dict[str, Any]:
+def summarise(
+    res: Results, elapsed: float, sampler: Sampler, finetune: FineTune | None, args: Any, cpu_at_end: dict[int, float]
+) -> dict[str, Any]:
     routes = {}
     all_lat: list[float] = []
     errors: Counter[str] = Counter()
@@ -476,6 +494,10 @@ def summarise(res: Results, elapsed: float, sampler: Sampler, finetune: FineTune
                 "end_mib": round(series[-1] / 1024, 1),
                 "processes": len(sampler.pids[role]),
             }
+    cpu = {
+        role: round(sum(cpu_at_end.get(p, 0) - sampler.cpu_first.get(p, 0) for p in pids), 1)
+        for role, pids in sampler.pids.items()
+    }
     ft: dict[str, Any] = {"status": "skipped"}
     if finetune is not None:
         ft = {"status": finetune.status, "job": finetune.job_id, "detail": finetune.detail}
@@ -496,6 +518,10 @@ def summarise(res: Results, elapsed: float, sampler: Sampler, finetune: FineTune
         "errors_by_status": dict(errors),
         "routes": routes,
         "rss": rss,
+        # CPU seconds used while the clients ran: the cost per request,
+        # whatever else shares the machine.
+        "cpu_s": {**cpu, "client": round(time.process_time(), 1)},
+        "web_cpu_ms_per_request": round(1000 * cpu.get("web", 0) / max(total, 1), 2),
         "pg_connections_max": max(sampler.pg_connections) if sampler.pg_connections else None,
         "finetune": ft,
         "error_samples": res.samples,
@@ -519,6 +545,7 @@ def print_report(r: dict[str, Any]) -> None:
         print(
             f"RSS {role} ({s['processes']} processes): start {s['start_mib']} MiB, max {s['max_mib']}, end {s['end_mib']}"
         )
+    print(f"CPU seconds: {r['cpu_s']}; web CPU per request: {r['web_cpu_ms_per_request']} ms")
     if r["pg_connections_max"] is not None:
         print(f"PostgreSQL connections (max during the run): {r['pg_connections_max']}")
     print(f"fine-tune: {r['finetune']}")
