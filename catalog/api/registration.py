@@ -359,17 +359,20 @@ def folder_store(uploads: list[Any]) -> dict[str, str]:
     """Put every uploaded file in the artifact store (hashed while copied):
     ``{name: sha256}``. Duplicate names are refused (the blobs stored so far
     are discarded when nothing else uses them)."""
-    from catalog.storage import artifact_put
+    from catalog.intake.upload import upload_store
 
     files: dict[str, str] = {}
-    for upload in uploads:
-        name = _sent_name(str(upload.name))
-        stored = artifact_put(upload)
-        upload.close()
-        if name in files:
-            reg.blobs_discard_unreferenced({*files.values(), stored.sha256})
-            raise exceptions.ValidationError({"files": [f"{name!r} was sent twice."]})
-        files[name] = stored.sha256
+    try:
+        for upload in uploads:
+            name = _sent_name(str(upload.name))
+            sha256 = upload_store(upload)
+            if name in files:
+                reg.blobs_discard_unreferenced({*files.values(), sha256})
+                raise exceptions.ValidationError({"files": [f"{name!r} was sent twice."]})
+            files[name] = sha256
+    finally:
+        for upload in uploads:  # temporary files not moved into the store
+            upload.close()
     return files
 
 
@@ -396,6 +399,11 @@ def model_versions_create(request: Request, slug: str) -> Response:
     except DjangoPermissionDenied as exc:
         raise _drf_error(exc) from exc
     _check_length(request)
+    from catalog.intake.upload import use_hashing_upload_handler
+
+    # Token requests reach here with the body unread; hash each file as it arrives.
+    if not request._request._read_started:  # type: ignore[attr-defined]
+        use_hashing_upload_handler(request._request)
     uploads = request.FILES.getlist("files")
     if not uploads:
         raise exceptions.ValidationError({"files": ["Send the folder's files as multipart `files` parts."]})

@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.intake.inspect import IntakeRefused, Proposal, intake_inspect
@@ -105,11 +106,22 @@ def _fragment(request: HttpRequest, template: str, context: dict[str, Any], stat
     return render(request, "catalog/register.html", page, status=status)
 
 
+@csrf_exempt  # the CSRF check runs inside, once the upload handler is set (it reads the body)
 @login_required
 @require_POST
 def register_upload(request: HttpRequest) -> HttpResponse:
-    """Store the chosen files (hashed while copied) and show what was read."""
-    target = _target_model(request, request.GET.get("model") or request.POST.get("model"))
+    """Store the chosen files (hashed as they arrive) and show what was read."""
+    from catalog.intake.upload import use_hashing_upload_handler
+
+    use_hashing_upload_handler(request)
+    return _register_upload(request)
+
+
+@csrf_protect
+def _register_upload(request: HttpRequest) -> HttpResponse:
+    # The target comes from the query string: the size check below must run
+    # before anything reads the body.
+    target = _target_model(request, request.GET.get("model"))
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -121,7 +133,7 @@ def register_upload(request: HttpRequest) -> HttpResponse:
             {"problems": [f"The upload is {length} bytes; the limit is {settings.MODEL_MAX_BYTES}."]},
             status=413,
         )
-    from catalog.storage import artifact_put
+    from catalog.intake.upload import upload_store
 
     uploads = request.FILES.getlist("files")
     if not uploads:
@@ -129,9 +141,12 @@ def register_upload(request: HttpRequest) -> HttpResponse:
             request, "catalog/register_refused.html", {"problems": ["Choose a folder or files."]}, status=400
         )
     files: dict[str, str] = {}
-    for upload in uploads:
-        files[str(upload.name)] = artifact_put(upload).sha256
-        upload.close()
+    try:
+        for upload in uploads:
+            files[str(upload.name)] = upload_store(upload)
+    finally:
+        for upload in uploads:  # temporary files not moved into the store
+            upload.close()
     if len(files) != len(uploads):
         reg.blobs_discard_unreferenced(set(files.values()))
         return _fragment(

@@ -109,10 +109,26 @@ def test_create_conflict_and_bad_tree(clients: dict[str, APIClient]) -> None:
     assert "modality" in bad.json()["errors"]
 
 
-def test_upload_folder_registers_a_version(clients: dict[str, APIClient], folder: Path) -> None:
+def test_upload_folder_registers_a_version(
+    clients: dict[str, APIClient], folder: Path, monkeypatch: pytest.MonkeyPatch, artifact_store: Path
+) -> None:
+    from catalog.intake import upload as receiving
+
+    hashed: list[str] = []
+    complete = receiving.HashingUploadHandler.file_complete
+
+    def spy(self: Any, size: int) -> Any:
+        received = complete(self, size)
+        hashed.append(received.sha256)
+        return received
+
+    monkeypatch.setattr(receiving.HashingUploadHandler, "file_complete", spy)
     assert create(clients["member"]).status_code == 201
     files = folder_bytes(folder)
     response = upload(clients["member"], "ticket-router", files)
+    # Each file was hashed as it arrived (one pass), then moved into the store.
+    assert sorted(hashed) == sorted(hashlib.sha256(d).hexdigest() for d in files.values())
+    assert not [p for p in artifact_store.parent.joinpath("tmp").rglob("*") if p.is_file()]
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["version"] == 1
@@ -175,6 +191,7 @@ def test_pickle_upload_refused_and_nothing_stored(
     assert "pickle" in " ".join(body["errors"]["files"])
     assert not ModelVersion.objects.exists()
     assert not [p for p in artifact_store.rglob("*") if p.is_file()]
+    assert not [p for p in artifact_store.parent.joinpath("tmp").rglob("*") if p.is_file()]  # no temporary files
 
 
 @pytest.mark.parametrize("name", ["../config.json", "sub/config.json", "..\\config.json"])

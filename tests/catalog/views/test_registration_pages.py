@@ -154,3 +154,18 @@ def test_profile_tokens_shown_once_and_revoked(people: dict[str, Any]) -> None:
     assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/models/").status_code == 401
     other = login(people["viewer"])
     other.post("/profile/", {"action": "revoke", "token": token.pk})  # not theirs: nothing happens
+
+
+def test_upload_keeps_csrf_and_leaves_no_temporary_files(people: dict[str, Any], folder: Path, settings: Any) -> None:
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(people["member"])
+    parts = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
+    assert csrf_client.post("/register/upload/", {"files": parts}).status_code == 403
+    client = login(people["member"])
+    parts = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
+    assert client.post("/register/upload/", {"files": parts}, HTTP_X_REQUESTED_WITH="XMLHttpRequest").status_code == 200
+    refused = [SimpleUploadedFile("config.json", b"{}"), SimpleUploadedFile("model.pt", b"pickle")]
+    assert (
+        client.post("/register/upload/", {"files": refused}, HTTP_X_REQUESTED_WITH="XMLHttpRequest").status_code == 400
+    )
+    assert not list(Path(settings.ARTIFACT_TMP_DIR).iterdir())
