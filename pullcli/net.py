@@ -104,13 +104,21 @@ def open_url(
     raise CliError(f"more than {MAX_REDIRECTS} redirects")
 
 
+def loads(body: bytes | str) -> Any:
+    """``json.loads``, with a hostile nesting depth reported as ``ValueError`` too."""
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
 def read_json(response: IO[bytes], what: str) -> dict[str, Any]:
     """A JSON object of at most ``MAX_JSON_BYTES`` from ``response``."""
     body = response.read(MAX_JSON_BYTES + 1)
     if len(body) > MAX_JSON_BYTES:
         raise CliError(f"{what}: the server's reply is over {MAX_JSON_BYTES} bytes")
     try:
-        value = json.loads(body)
+        value = loads(body)
     except ValueError as exc:
         raise CliError(f"{what}: the server's reply is not JSON: {printable(body[:200])}") from exc
     if not isinstance(value, dict):
@@ -121,7 +129,7 @@ def read_json(response: IO[bytes], what: str) -> dict[str, Any]:
 def error_lines(what: str, status: int, body: bytes) -> list[str]:
     """The server's JSON error (``detail``, ``code``, field ``errors``) as lines."""
     try:
-        detail = json.loads(body)
+        detail = loads(body)
     except ValueError:
         detail = None
     if not isinstance(detail, dict):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -31,9 +30,7 @@ from hashlib import sha256 as new_sha256
 from pathlib import Path
 from typing import IO, Any
 
-from pullcli.net import CHUNK, CliError, Progress, error_lines, open_url, origin, printable, read_json
-
-PullError = CliError  # the name earlier callers import
+from pullcli.net import CHUNK, CliError, Progress, error_lines, loads, open_url, origin, printable, read_json
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20
@@ -74,7 +71,7 @@ def resolve(server: str, token: str | None, model: str, params: dict[str, Any]) 
             body = exc.read(1 << 16)
         lines = error_lines("resolve failed", exc.code, body)
         try:
-            excluded = json.loads(body).get("excluded", [])
+            excluded = loads(body).get("excluded", [])
         except (ValueError, AttributeError):
             excluded = []
         for item in excluded if isinstance(excluded, list) else []:
@@ -293,7 +290,7 @@ def extract_verified(bundle: Path, staging: Path) -> tuple[dict[str, Any], list[
                 raise refuse(f"{MANIFEST} is over {MAX_MANIFEST_BYTES:,} bytes")
             body = tar.extractfile(first).read()  # type: ignore[union-attr]
             try:
-                manifest = json.loads(body)
+                manifest = loads(body)
             except ValueError as exc:
                 raise refuse(f"{MANIFEST} is not JSON") from exc
             expected = manifest_files(manifest)

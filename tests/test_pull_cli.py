@@ -392,6 +392,19 @@ def test_a_hostile_sha256_field_is_refused_before_any_file_is_written(
     assert tree(canary) == ["victim.txt"]
 
 
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_deeply_nested_reply_is_an_error_not_a_crash(
+    listen: Callable[[], Listener], tmp_path: Path, capsys: pytest.CaptureFixture[str], status: int
+) -> None:
+    server = listen()
+    body = b"[" * 100_000 + b"]" * 100_000
+    server.routes["/api/v1/models/router/resolve"] = lambda h: send(h, status, body)
+    assert pull_from(server, tmp_path / "out") == (1 if status == 200 else 2)
+    err = capsys.readouterr().err
+    assert ("resolve: the server's reply is not JSON" if status == 200 else "resolve failed: HTTP 404: [[[") in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_server_strings_cannot_drive_the_terminal(
     listen: Callable[[], Listener], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -656,6 +669,10 @@ HOSTILE_BUNDLES: dict[str, tuple[Callable[[], bytes], str]] = {
         "first member must be manifest.json",
     ),
     "manifest not JSON": (lambda: make_tar([member("manifest.json", b"{nope")]), "manifest.json is not JSON"),
+    "manifest nested 100,000 deep": (
+        lambda: make_tar([member("manifest.json", b"[" * 100_000 + b"]" * 100_000)]),
+        "manifest.json is not JSON",
+    ),
     "manifest without files": (
         lambda: make_tar([member("manifest.json", b'{"files": {}}')]),
         "manifest.json lists no files",
