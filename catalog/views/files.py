@@ -6,7 +6,7 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.views.decorators.http import require_GET
 
 from catalog.selectors.visibility import models_visible
-from catalog.storage import artifact_open
+from catalog.storage import artifact_exists, artifact_open
 
 
 @require_GET
@@ -20,6 +20,10 @@ def version_file_download(request: HttpRequest, slug: str, version: int, name: s
     entry = next((f for f in (v.files if v else []) if f["name"] == name), None)
     if entry is None:
         raise Http404("No such file in this version.")
+    if not artifact_exists(entry["sha256"]):
+        # Listed but absent from the store (a synthetic entry, a lost blob): a
+        # plain "not found", never a 500 traceback.
+        raise Http404("This file is missing from the artifact store.")
     response = FileResponse(artifact_open(entry["sha256"]), as_attachment=True, filename=f"{slug}-v{version}-{name}")
     response["X-Content-Type-Options"] = "nosniff"
     response["ETag"] = f'"{entry["sha256"]}"'

@@ -380,3 +380,12 @@ def test_the_api_lineage_summary_follows_the_same_rule(derived: dict[str, Any], 
     alice = lineage_summary(version=version, user=django_user_model.objects.get(username="alice"))
     assert alice["base"] == {"model": "secret-base", "version": 1, "private": False}
     assert alice["dataset_version"]["sha256"] == derived["dataset"].sha256
+
+
+def test_a_listed_file_missing_from_the_store_is_a_404_not_a_500(
+    client: Client, make_model: Any, artifact_store: Path
+) -> None:
+    make_model("Lost")
+    for blob in [p for p in artifact_store.rglob("*") if p.is_file()]:
+        blob.unlink()
+    assert client.get("/models/lost/v1/files/model.safetensors").status_code == 404
