@@ -174,10 +174,15 @@ def main() -> None:
         mrr = sum(1 / r for r in rs if r is not None) / len(rs)
         return recall, mrr
 
-    (kr, km), (hr, hm) = summary(keyword), summary(hybrid)
-    print(f"\n{len(questions)} questions   recall@3   MRR@{args.depth}")
-    print(f"keyword-only   {kr:8.3f}   {km:.3f}")
-    print(f"hybrid         {hr:8.3f}   {hm:.3f}")
+    subsets = {
+        "all": range(len(questions)),
+        "demo targets": [i for i, q in enumerate(questions) if "slug" in q],
+        "synthetic targets": [i for i, q in enumerate(questions) if "name_has" in q],
+    }
+    print(f"\n{'questions':24s} {'keyword recall@3':>17s} {'MRR':>6s} {'hybrid recall@3':>16s} {'MRR':>6s}")
+    for label, idx in subsets.items():
+        (kr, km), (hr, hm) = summary([keyword[i] for i in idx]), summary([hybrid[i] for i in idx])
+        print(f"{label + f' ({len(idx)})':24s} {kr:17.3f} {km:6.3f} {hr:16.3f} {hm:6.3f}")
 
 
 if __name__ == "__main__":
