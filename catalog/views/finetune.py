@@ -179,13 +179,20 @@ def confusion_view(
 @login_required_htmx
 @require_http_methods(["GET"])
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    context = _job_context(request, job_id)
     if request.htmx:  # type: ignore[attr-defined]
+        try:
+            context = _job_context(request, job_id)
+        except Http404:
+            # The job left the user's teams while the page polled: reload the
+            # whole page (its 404) rather than poll an error every second.
+            response = HttpResponse(status=286)
+            response["HX-Refresh"] = "true"
+            return response
         response = render(request, "catalog/job_detail.html#live", context)
         if context["job"].is_terminal:  # type: ignore[attr-defined]
             response.status_code = 286  # htmx: stop polling
         return response
-    return render(request, "catalog/job_detail.html", context)
+    return render(request, "catalog/job_detail.html", _job_context(request, job_id))
 
 
 @require_POST

@@ -389,3 +389,14 @@ def test_a_listed_file_missing_from_the_store_is_a_404_not_a_500(
     for blob in [p for p in artifact_store.rglob("*") if p.is_file()]:
         blob.unlink()
     assert client.get("/models/lost/v1/files/model.safetensors").status_code == 404
+
+
+def test_a_poll_for_a_job_no_longer_visible_reloads_the_page(
+    client: Client, job: FineTuneJob, make_user: Any, make_team: Any
+) -> None:
+    make_user("bob", make_team("Team B"))
+    login(client, "bob")
+    response = client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 286
+    assert response["HX-Refresh"] == "true"
+    assert client.get(f"/jobs/{job.pk}/").status_code == 404
