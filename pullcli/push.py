@@ -2,7 +2,7 @@
 [--visibility private|internal] [--summary TEXT] [--card FILE]
 [--modality PATH] [--result PATH] [--domain PATH]
 
-Registers TEAM/NAME (or, if it already exists, adds to it) and uploads the
+Registers TEAM/NAME (or, if TEAM already has it, adds to it) and uploads the
 folder's files as its next version: one streamed multipart request, never a
 whole file in memory, with a progress bar on stderr. Each file's sha256 is
 computed while it is sent and compared with what the server stored; the
@@ -12,9 +12,9 @@ Refused locally, before anything is sent: pickle weights (*.bin, *.pt, *.pth,
 *.ckpt, *.pkl, *.pickle, *.joblib; convert them to safetensors), links,
 subfolders, anything but regular files, names that are not plain ASCII
 letters, digits, '.', '_' and '-' (so no path separators, '..', NUL or
-look-alikes). Hidden
-entries (.git, .gitattributes) are skipped. Exit codes: 0 done, 1 usage or
-server error, 2 refused locally, 3 the server stored different bytes.
+look-alikes). Hidden entries (.git, .gitattributes) are skipped. Exit codes:
+0 done, 1 server error, 2 refused locally (or bad arguments), 3 the server
+stored different bytes.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def push(args: argparse.Namespace) -> int:
     team, name = args.model
     files, skipped = folder_files(args.folder)
     if not args.token:
-        raise CliError("push needs an API token: --token or $MODEL_LIBRARY_TOKEN")
+        raise CliError("push needs an API token: --token or $MODEL_LIBRARY_TOKEN", REFUSED)
     origin(args.server)
     if skipped and not args.quiet:
         print(f"skipped hidden: {', '.join(skipped)}", file=sys.stderr)

@@ -180,6 +180,24 @@ def test_push_registers_and_sends_every_file_with_its_sha256(
     assert f"acme/Tiny Bert v1 (ready): {registry.url}/models/tiny-bert/?version=1" in err
 
 
+def test_push_sends_the_card_and_tree_paths_for_a_new_model(
+    registry: FakeRegistry, folder: Path, tmp_path: Path
+) -> None:
+    card = tmp_path / "CARD.md"
+    card.write_text("---\nlicense: apache-2.0\n---\n# Tiny Bert\nRoutes tickets.\n", encoding="utf-8")
+    extra = ["--card", str(card), "--modality", "text/natural-language", "--result", "classification/multiclass"]
+    assert push(registry, folder, *extra, "--domain", "support", "--quiet") == 0
+    assert registry.requests[0]["json"] == {
+        "name": "Tiny Bert",
+        "team": "acme",
+        "visibility": "private",
+        "card": card.read_text(encoding="utf-8"),
+        "modality": "text/natural-language",
+        "result": "classification/multiclass",
+        "domain": "support",
+    }
+
+
 def test_push_to_an_existing_model_adds_a_version(
     registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -290,7 +308,7 @@ def test_push_needs_a_token(
     registry: FakeRegistry, folder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MODEL_LIBRARY_TOKEN", raising=False)
-    assert cli(["push", str(folder), "--model", "acme/x", "--server", registry.url, "--token", ""]) == 1
+    assert cli(["push", str(folder), "--model", "acme/x", "--server", registry.url, "--token", ""]) == 2
     assert "needs an API token" in capsys.readouterr().err
     assert registry.requests == []
 
