@@ -9,8 +9,8 @@ the manifest's files, each a plain regular file with a checked name, the
 manifest's size and the manifest's sha256. Nothing the server names becomes a
 path outside DIR, and a refused bundle leaves nothing behind. The API token
 is sent to the API's own origin only, never on to another host a download
-redirects to. Exit codes: 0 done, 1 usage or server error, 2 nothing matches,
-3 integrity failure or refused bundle.
+redirects to. Exit codes: 0 done, 1 server error, 2 nothing matches (or bad
+arguments), 3 integrity failure or refused bundle.
 """
 
 from __future__ import annotations
