@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, content_negotiation_class, permission_classes, renderer_classes
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -124,6 +124,10 @@ def version_compile_request(request: Request, version_id: int) -> Response:
     version = ModelVersion.objects.filter(pk=version_id, registered_model__team__in=teams_of(request.user)).first()
     if version is None:
         raise NotFound("No version with that id in your teams.")
+    from catalog.roles import Role, has_role
+
+    if not has_role(request.user, version.registered_model.team_id, Role.MEMBER):
+        raise PermissionDenied("Compiling needs the member role; viewers only see the team's models.")
     if version.family not in COMPILABLE:
         raise serializers.ValidationError({"version": [f"{version.family!r} models have no compiled variants."]})
     if not compile_request(version=version):

@@ -37,6 +37,7 @@ def model_get_visible(*, user: Any, slug: str) -> RegisteredModel | None:
 
 
 def user_can_edit(*, user: Any, model: RegisteredModel) -> bool:
-    if user is None or not user.is_authenticated:
-        return False
-    return bool(user.is_superuser or user.teams.filter(pk=model.team_id).exists())
+    """Members (and maintainers) of the model's team; viewers only look."""
+    from catalog.roles import Role, has_role
+
+    return has_role(user, model.team_id, Role.MEMBER)
