@@ -3,11 +3,13 @@
     gunicorn -c modellibrary/gunicorn.conf.py modellibrary.wsgi
 
 Worker processes × threads come from ``WEB_WORKERS`` / ``WEB_THREADS`` (by
-default the CPU count, 2 to 8 processes, and 4 threads each: requests spend
-part of their time waiting on the database and on file I/O). Each process
-holds its own bounded database pool (``DATABASE_POOL_MAX_SIZE``, default
-``WEB_THREADS``), so the server never opens more than workers × threads
-PostgreSQL connections.
+default the CPU count, 2 to 8 processes, and 16 threads each: requests spend
+much of their time waiting — on the database, on a download's client, on
+SQLite's write lock — and a thread that waits holds no CPU; measured on 2
+cores, 16 threads served 1.8× the requests of 4, docs/BENCHMARKS.md). Each
+process holds its own bounded database pool (``DATABASE_POOL_MAX_SIZE``,
+default ``min(WEB_THREADS, 10)``), so the server never opens more than
+workers × that many PostgreSQL connections.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _cpus = os.cpu_count() or 1
 
 bind = os.environ.get("WEB_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_WORKERS", max(2, min(_cpus, 8))))
-threads = int(os.environ.get("WEB_THREADS", 4))
+threads = int(os.environ.get("WEB_THREADS", 16))
 worker_class = "gthread"
 # Keep-alive connections are cheap with gthread; clients that reuse them skip
 # a TCP handshake per request.

@@ -185,7 +185,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The web server's shape (scripts/run.py and modellibrary/gunicorn.conf.py read
 # these too): worker processes × threads, from the CPU count by default.
 WEB_WORKERS = env.int("WEB_WORKERS", default=max(2, min(os.cpu_count() or 1, 8)))
-WEB_THREADS = env.int("WEB_THREADS", default=4)
+WEB_THREADS = env.int("WEB_THREADS", default=16)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets readers run while one writer writes; IMMEDIATE takes the write
     # lock when a transaction begins, so a writer waits (up to ``timeout`` s)
@@ -204,7 +204,7 @@ elif DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DATABAS
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=WEB_THREADS),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=min(WEB_THREADS, 10)),
         "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=20.0),
     }
 else:
