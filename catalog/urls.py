@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/<slug:slug>/aliases/", registration.model_alias_view, name="model_alias"),
     path("models/<slug:slug>/lifecycle/", registration.model_lifecycle_view, name="model_lifecycle"),
     path("models/<slug:slug>/card/", registration.model_card_edit, name="model_card_edit"),
+    path("models/<slug:slug>/delete/", registration.model_delete_view, name="model_delete"),
     path("teams/<slug:slug>/", teams.team_detail, name="team_detail"),
     path("teams/<slug:slug>/members/", teams.team_member_view, name="team_member"),
     path("profile/", teams.profile, name="profile"),

@@ -471,11 +471,13 @@ def model_delete(*, user: Any, registered_model: RegisteredModel) -> None:
         .exists()
     ):
         raise PermissionDenied("Other models were fine-tuned from this one; archive it instead.")
-    audit_record(
-        actor=user,
-        action=AuditAction.DELETED,
-        team=registered_model.team,
-        subject=registered_model.slug,
-        detail={"versions": registered_model.versions.count()},
-    )
-    registered_model.delete()
+    from django.db.models import ProtectedError
+
+    slug, team, count = registered_model.slug, registered_model.team, registered_model.versions.count()
+    try:
+        with transaction.atomic():
+            registered_model.delete()
+    except ProtectedError:
+        raise PermissionDenied(f"{slug} has fine-tune jobs built on it; archive it instead.") from None
+    # Blobs stay in the store: another version may share them (no garbage collection yet).
+    audit_record(actor=user, action=AuditAction.DELETED, team=team, subject=slug, detail={"versions": count})

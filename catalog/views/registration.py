@@ -309,3 +309,18 @@ def model_card_edit(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 LIFECYCLE_ACTIONS = [(s, label) for s, label in Lifecycle.choices]
+
+
+@login_required
+@require_POST
+def model_delete_view(request: HttpRequest, slug: str) -> HttpResponse:
+    model = _model_or_404(request, slug)
+    name, team = model.name, model.team
+    try:
+        reg.model_delete(user=request.user, registered_model=model)
+    except (ValidationError, PermissionDenied) as exc:
+        for m in _messages_of(exc):
+            messages.error(request, m)
+        return redirect(model.get_absolute_url())
+    messages.success(request, f"Deleted {name}.")
+    return redirect(team.get_absolute_url())

@@ -225,6 +225,10 @@ def test_promotion_route_by_role_and_gate(clients: dict[str, APIClient], folder:
         response = clients[who].post(url, {"alias": "production", "version": 1}, format="json")
         assert response.status_code == code, (who, response.content)
     assert Alias.objects.get(name="production").version.version == 1
+    version_id = ModelVersion.objects.get(version=1).pk
+    compile_url = f"/api/v1/versions/{version_id}/compile/"
+    assert clients["viewer"].post(compile_url).status_code == 403  # viewers only look
+    assert clients["member"].post(compile_url).status_code == 202
     ModelVersion.objects.filter(version=1).update(status=VersionStatus.BELOW_GATE)
     refused = clients["maintainer"].post(url, {"alias": "staging", "version": 1}, format="json")
     assert refused.status_code == 400

@@ -169,3 +169,19 @@ def test_upload_keeps_csrf_and_leaves_no_temporary_files(people: dict[str, Any],
         client.post("/register/upload/", {"files": refused}, HTTP_X_REQUESTED_WITH="XMLHttpRequest").status_code == 400
     )
     assert not list(Path(settings.ARTIFACT_TMP_DIR).iterdir())
+
+
+def test_delete_is_maintainer_only_and_audited(people: dict[str, Any], folder: Path) -> None:
+    from catalog.models import AuditAction, AuditEvent
+
+    model = model_register(user=people["member"], team=people["team"], name="Doomed", visibility="internal")
+    version_register(user=people["member"], registered_model=model, files=put_folder(folder))
+    login(people["member"]).post("/models/doomed/delete/")
+    assert RegisteredModel.objects.filter(slug="doomed").exists()
+    response = login(people["maintainer"]).post("/models/doomed/delete/")
+    assert response.status_code == 302
+    assert response["Location"] == "/teams/team-a/"
+    assert not RegisteredModel.objects.filter(slug="doomed").exists()
+    event = AuditEvent.objects.get(action=AuditAction.DELETED)
+    assert event.subject == "doomed"
+    assert event.actor == people["maintainer"]
