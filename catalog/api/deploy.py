@@ -21,7 +21,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.errors import COMMON_ERRORS, ApiError, NoVariantSerializer, error_responses
+from catalog.api.errors import COMMON_ERRORS, ApiError, NoVariantSerializer, Unprocessable, error_responses
 from catalog.api.serializers import CompileQueuedSerializer, ResolvedVariantSerializer
 from catalog.models import ModelVersion, Variant, VariantStatus
 from catalog.selectors.jobs import teams_of
@@ -66,11 +66,6 @@ class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
     format = serializers.CharField(required=False, allow_blank=True, default="", max_length=30)
     max_p95_ms = serializers.FloatField(required=False, min_value=0, default=None)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["alias"] and attrs["version"] is not None:
-            raise serializers.ValidationError("Give an alias or a version, not both.")
-        return attrs
-
 
 @extend_schema(
     parameters=[ResolveParams],
@@ -81,7 +76,7 @@ class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
             description="No visible model with that slug (`code: not_found`, `detail` only), or no served "
             "variant meets the constraints (`code: no_variant`, with the variants passed over and why).",
         ),
-        **error_responses(400, 401, *COMMON_ERRORS),
+        **error_responses(400, 401, 422, *COMMON_ERRORS),
     },
     description="The fastest served variant (batch-1 p95) of the model's `production` alias (or the "
     "given alias or version) that meets every constraint. Give an alias or a version, not both.",
@@ -90,6 +85,9 @@ class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
 def model_resolve(request: Request, slug: str) -> Response:
     params = ResolveParams(data=request.query_params)
     params.is_valid(raise_exception=True)
+    if params.validated_data["alias"] and params.validated_data["version"] is not None:
+        # Each is valid alone; the schema cannot say "not both" for query parameters.
+        raise Unprocessable({"non_field_errors": ["Give an alias or a version, not both."]})
     model = models_visible(user=request.user).filter(slug=slug).first()
     if model is None:
         raise NotFound("No model with that slug is visible to you.")
@@ -111,10 +109,10 @@ def model_resolve(request: Request, slug: str) -> Response:
     request=None,
     responses={
         202: CompileQueuedSerializer,
-        **error_responses(400, 401, 403, 404, *COMMON_ERRORS),
+        **error_responses(401, 403, 404, 409, *COMMON_ERRORS),
     },
     description="Queue a (re)compile of a ready version of one of your teams' models into its "
-    "ONNX variants. 400 when the version's family has no compiled variants or it is not ready.",
+    "ONNX variants. 409 when the version's family has no compiled variants or it is not ready.",
 )
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
@@ -129,9 +127,9 @@ def version_compile_request(request: Request, version_id: int) -> Response:
     if not has_role(request.user, version.registered_model.team_id, Role.MEMBER):
         raise PermissionDenied("Compiling needs the member role; viewers only see the team's models.")
     if version.family not in COMPILABLE:
-        raise serializers.ValidationError({"version": [f"{version.family!r} models have no compiled variants."]})
+        raise ApiError(409, f"{version.family!r} models have no compiled variants.", "not_compilable")
     if not compile_request(version=version):
-        raise serializers.ValidationError({"version": [f"{version} is {version.status}; only ready versions compile."]})
+        raise ApiError(409, f"{version} is {version.status}; only ready versions compile.", "not_ready")
     return Response(
         {"version": version.pk, "queued": True, "variants": [v.name for v in version.variants.all()]}, status=202
     )

@@ -62,7 +62,7 @@ class DatasetIssueSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class DatasetInvalidSerializer(ValidationErrorSerializer):
     """A 400 for a dataset file: the problems under `errors.file`, and each with its row and column."""
 
-    issues = DatasetIssueSerializer(many=True)
+    issues = DatasetIssueSerializer(many=True, required=False, help_text="For a file's content (422).")
 
 
 class ExcludedSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -72,12 +72,23 @@ class ExcludedSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class NoVariantSerializer(ErrorSerializer):
-    """A 404 from resolve when the model is visible but no variant meets the constraints."""
+    """A 404 from resolve. When the model is visible but no variant meets the
+    constraints (`code: no_variant`), it also says which were passed over and why."""
 
-    model = serializers.CharField()
-    version = serializers.IntegerField(allow_null=True)
-    constraints = serializers.DictField(child=serializers.JSONField())
-    excluded = ExcludedSerializer(many=True)
+    model = serializers.CharField(required=False)
+    version = serializers.IntegerField(allow_null=True, required=False)
+    constraints = serializers.DictField(child=serializers.JSONField(), required=False)
+    excluded = ExcludedSerializer(many=True, required=False)
+
+
+class Unprocessable(exceptions.ValidationError):
+    """422: the request is well formed (it matches the schema) but cannot be
+    done as asked — it names something that does not exist (a taxonomy path, a
+    base model, a dataset, a team), or its content is not valid (a dataset
+    file). Same body as a 400: ``errors`` by field."""
+
+    status_code = 422
+    default_code = "unprocessable"
 
 
 class ApiError(exceptions.APIException):
@@ -107,7 +118,7 @@ def error_json(status_code: int, detail: str, code: str) -> JsonResponse:
 # --- schema helpers: the error responses an operation can give ------------------------------
 
 _DESCRIPTIONS = {
-    400: "The request is not valid; `errors` lists every problem by field.",
+    400: "The request does not match the schema; `errors` lists every problem by field.",
     401: "Authentication failed (an unknown or inactive token).",
     403: "Not allowed, or authentication is required.",
     404: "Not found, or not visible to you (the same answer for both).",
@@ -118,6 +129,8 @@ _DESCRIPTIONS = {
     413: "The request body is too large.",
     415: "Unsupported request content type.",
     416: "The requested byte range cannot be satisfied.",
+    422: "The request is well formed but cannot be done: it names something that does not exist or its "
+    "content is not valid; `errors` lists every problem by field.",
     429: "Too many requests; retry after `Retry-After` seconds.",
     503: "The database is busy; retry after `Retry-After` seconds.",
 }
@@ -127,7 +140,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     """``responses`` entries for @extend_schema: the shared shape for each status."""
     out: dict[int, OpenApiResponse] = {}
     for code in codes:
-        serializer = ValidationErrorSerializer if code == 400 else ErrorSerializer
+        serializer = ValidationErrorSerializer if code in (400, 422) else ErrorSerializer
         out[code] = OpenApiResponse(serializer, description=_DESCRIPTIONS.get(code, "Error."))
     return out
 
@@ -175,6 +188,7 @@ def _first_code(codes: Any) -> str:
 
 def _validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
     errors = _field_errors(exc.detail)
+    code = "unprocessable" if isinstance(exc, Unprocessable) else "invalid"
     problems = sum(len(v) for v in errors.values())
     if problems == 1:
         field, messages = next(iter(errors.items()))
@@ -184,7 +198,7 @@ def _validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
         detail = f"The request is not valid ({problems} problem{'s' if problems != 1 else ''}" + (
             f": {fields})." if fields else ")."
         )
-    return error_body(detail, "invalid", errors)
+    return error_body(detail, code, errors)
 
 
 def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
@@ -196,8 +210,12 @@ def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
     if isinstance(detail, (dict, list)):
         messages = _flatten(detail)
         text = " ".join(messages) if messages else str(exc.default_detail)
-        return error_body(text, _first_code(exc.get_codes()))
-    return error_body(str(detail), str(getattr(detail, "code", None) or exc.default_code))
+        body = error_body(text, _first_code(exc.get_codes()))
+    else:
+        body = error_body(str(detail), str(getattr(detail, "code", None) or exc.default_code))
+    if exc.status_code == 400:  # a malformed body (ParseError …): every 400 carries `errors`
+        body["errors"] = {"non_field_errors": [body["detail"]]}
+    return body
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -16,7 +16,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.errors import COMMON_ERRORS, ApiError, DatasetInvalidSerializer, error_responses
+from catalog.api.errors import COMMON_ERRORS, ApiError, DatasetInvalidSerializer, Unprocessable, error_responses
 from catalog.api.serializers import DatasetSerializer, JobCreatedSerializer, JobSerializer
 from catalog.models import DatasetVersion, Domain, FineTuneJob, Team, Visibility
 from catalog.selectors.jobs import base_version_resolve, jobs_visible, teams_of
@@ -31,11 +31,11 @@ def team_for(user: Any, slug: str | None) -> Team:
     if slug:
         team = teams.filter(slug=slug).first()
         if team is None:
-            raise serializers.ValidationError({"team": [f"You are not a member of a team {slug!r}."]})
+            raise Unprocessable({"team": [f"You are not a member of a team {slug!r}."]})
         return team
     mine = list(teams[:2])
     if len(mine) != 1:
-        raise serializers.ValidationError(
+        raise Unprocessable(
             {"team": ["Name the team (you belong to none or to several)." if mine else "You belong to no team."]}
         )
     return mine[0]
@@ -75,12 +75,12 @@ def dataset_body(version: DatasetVersion, created: bool) -> dict[str, Any]:
             description="The same file was uploaded to this dataset before: that version, `created: false` "
             "(uploads are idempotent by sha256).",
         ),
-        400: OpenApiResponse(
+        422: OpenApiResponse(
             DatasetInvalidSerializer,
-            description="The form or the file is not valid: every problem under `errors`; for the file, "
-            "each with its row and column under `issues`.",
+            description="The file's content is not valid (every problem under `errors.file`, each with its "
+            "row and column under `issues`), or the team or domain named does not exist.",
         ),
-        **error_responses(401, 403, 413, 415, *COMMON_ERRORS),
+        **error_responses(400, 401, 403, 413, 415, *COMMON_ERRORS),
     },
     description="Upload a labelled text dataset (CSV or JSONL) for fine-tuning.",
 )
@@ -96,7 +96,7 @@ def datasets_create(request: Request) -> Response:
     if data.get("domain"):
         domain = Domain.objects.filter(path=data["domain"]).first()
         if domain is None:
-            raise serializers.ValidationError({"domain": [f"No domain has the path {data['domain']!r}."]})
+            raise Unprocessable({"domain": [f"No domain has the path {data['domain']!r}."]})
     upload = data["file"]
     try:
         version, created = dataset_upload(
@@ -111,11 +111,11 @@ def datasets_create(request: Request) -> Response:
     except DatasetInvalid as exc:
         n = len(exc.issues)
         raise ApiError(
-            400,
+            422,
             f"The dataset is not valid ({n} problem{'s' if n != 1 else ''}): {exc.issues[0]}"
             if n
             else "The dataset is not valid.",
-            "invalid",
+            "unprocessable",
             errors={"file": [str(i) for i in exc.issues]},
             issues=[i.as_dict() for i in exc.issues],
         ) from exc
@@ -241,7 +241,7 @@ def job_body(job: FineTuneJob, request: Request, log_lines: int = LOG_LINES_DEFA
     request=FineTuneRequestSerializer,
     responses={
         201: OpenApiResponse(JobCreatedSerializer, description="The job is queued."),
-        **error_responses(400, 401, 403, 415, *COMMON_ERRORS),
+        **error_responses(400, 401, 403, 415, 422, *COMMON_ERRORS),
     },
     description="Fine-tune a text model of the catalogue on one of your team's datasets. The job is "
     "queued for a worker; poll its `url`.",
@@ -262,7 +262,7 @@ def finetune_jobs_create(request: Request) -> Response:
     if dataset is None:
         errors["dataset"] = [f"No dataset version {data['dataset']} of your teams."]
     if errors or base is None or dataset is None:
-        raise serializers.ValidationError(errors)
+        raise Unprocessable(errors)
     try:
         with transaction.atomic():
             job = finetune_request(
@@ -276,7 +276,7 @@ def finetune_jobs_create(request: Request) -> Response:
                 user=request.user,
             )
     except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.message_dict) from exc
+        raise Unprocessable(exc.message_dict) from exc
     url = job_url(request, job)
     return Response(
         {"id": job.pk, "status": job.status, "url": url}, status=status.HTTP_201_CREATED, headers={"Location": url}

@@ -8,6 +8,9 @@ from rest_framework import serializers
 
 from catalog.selectors.search import SORTS, SearchParams, query_problem
 
+# Error codes of values that match the schema but cannot be used (answered 422, not 400).
+SEMANTIC_CODES = frozenset({"unsearchable"})
+
 
 class SearchParamsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     q = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")

@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.api import registration
-from catalog.api.errors import COMMON_ERRORS, error_responses
-from catalog.api.params import SearchParamsSerializer
+from catalog.api.errors import COMMON_ERRORS, Unprocessable, error_responses
+from catalog.api.params import SEMANTIC_CODES, SearchParamsSerializer
 from catalog.api.serializers import (
     ModelDetailSerializer,
     ModelListSerializer,
@@ -40,7 +40,7 @@ def _page_url(request: Request, page: int) -> str:
     methods=["GET"],
     operation_id="models_list",
     parameters=[SearchParamsSerializer],
-    responses={200: ModelListSerializer, **error_responses(400, 401, 404, *COMMON_ERRORS)},
+    responses={200: ModelListSerializer, **error_responses(400, 401, 404, 422, *COMMON_ERRORS)},
     description="Search the catalogue. Tree filters (`modality`, `result`, `domain`) match the "
     "whole subtree of the node. The response carries `facets`: each tree's nodes that hold "
     "matching models, with counts rolled up to parents, over the current result set. "
@@ -53,11 +53,16 @@ def models_list(request: Request) -> Response:
     if request.method == "POST":  # registration (catalog.api.registration)
         return registration.model_create(request)
     params = SearchParamsSerializer(data=request.query_params)
-    params.is_valid(raise_exception=True)
+    if not params.is_valid():
+        # Well-formed but unusable values (a query with nothing searchable) are 422s.
+        semantic = all(
+            getattr(e, "code", "") in SEMANTIC_CODES for field_errors in params.errors.values() for e in field_errors
+        )
+        raise (Unprocessable if semantic else serializers.ValidationError)(params.errors)
     try:
         result = model_search(user=request.user, params=params.search_params())
     except UnknownTaxonomyNode as exc:
-        raise serializers.ValidationError({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
+        raise Unprocessable({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
     page, size = params.validated_data["page"], params.validated_data["page_size"]
     last_page = max(1, -(-result.total // size))
     if page > last_page:

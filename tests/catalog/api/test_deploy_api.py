@@ -75,7 +75,7 @@ def test_resolve_explains_a_404(served: Any) -> None:
     assert APIClient().get("/api/v1/models/router/resolve", {"alias": "canary"}).json()["detail"] == (
         "router has no alias 'canary'"
     )
-    assert APIClient().get("/api/v1/models/router/resolve", {"alias": "x", "version": 1}).status_code == 400
+    assert APIClient().get("/api/v1/models/router/resolve", {"alias": "x", "version": 1}).status_code == 422
 
 
 def download(variant: Variant, **headers: str) -> Any:

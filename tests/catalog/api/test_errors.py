@@ -148,7 +148,7 @@ def test_validation_errors_list_every_problem_by_field(make_user: Any, make_team
         "hyperparameters.dropout",
     } <= set(body["errors"])
     response = alice.post("/api/v1/finetune-jobs/", {"base": "nope", "dataset": 999, "name": "X"}, format="json")
-    body = assert_error_shape(response, 400, "invalid")
+    body = assert_error_shape(response, 422, "unprocessable")
     assert set(body["errors"]) == {"base", "dataset"}
 
 
@@ -159,3 +159,12 @@ def test_private_and_missing_models_answer_the_same_bytes(make_model: Any, make_
         missing = APIClient().get(path.format("no-such-model"))
         assert hidden.status_code == missing.status_code == 404
         assert hidden.content == missing.content
+
+
+def test_a_malformed_body_is_a_400_with_errors(make_user: Any, make_team: Any) -> None:
+    alice = client_for(make_user("alice", make_team("Team A")))
+    response = alice.post("/api/v1/finetune-jobs/", b"\x00{", content_type="application/json")
+    body = assert_error_shape(response, 400, "parse_error")
+    assert body["errors"] == {"non_field_errors": [body["detail"]]}
+    response = alice.post("/api/v1/finetune-jobs/", b"<x/>", content_type="application/xml")
+    assert_error_shape(response, 415, "unsupported_media_type")

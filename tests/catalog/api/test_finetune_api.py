@@ -37,8 +37,8 @@ def test_dataset_upload_contract(alice: APIClient, tickets_csv: bytes, taxonomy:
     assert again.status_code == 200
     assert again.json()["id"] == body["id"]
     bad = upload(alice, b"sentence,label\nx,y\n")
-    assert bad.status_code == 400
-    assert bad.json()["code"] == "invalid"
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "unprocessable"
     assert bad.json()["issues"][0]["column"] == "text"
     assert "no text column named 'text'" in bad.json()["issues"][0]["message"]
     assert "no text column named 'text'" in bad.json()["errors"]["file"][0]
@@ -118,23 +118,31 @@ def test_the_quality_gate_keeps_a_weak_version_below_gate(
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("payload", "field", "status", "code"),
     [
-        ({"base": "nope"}, "base"),
-        ({"dataset": 999999}, "dataset"),
-        ({"hyperparameters": {"epochs": 0}}, "hyperparameters"),
-        ({"min_precision": 2}, "min_precision"),
-        ({"name": "!!!"}, "name"),
+        # Names of things that do not exist: well formed, not doable (422).
+        ({"base": "nope"}, "base", 422, "unprocessable"),
+        ({"dataset": 999999}, "dataset", 422, "unprocessable"),
+        ({"name": "!!!"}, "name", 422, "unprocessable"),
+        # Out of the schema's bounds (400).
+        ({"hyperparameters": {"epochs": 0}}, "hyperparameters", 400, "invalid"),
+        ({"min_precision": 2}, "min_precision", 400, "invalid"),
     ],
 )
-def test_bad_job_requests_get_a_400(
-    alice: APIClient, tiny_encoder: ModelVersion, tickets_csv: bytes, payload: dict[str, Any], field: str
+def test_bad_job_requests_are_refused(
+    alice: APIClient,
+    tiny_encoder: ModelVersion,
+    tickets_csv: bytes,
+    payload: dict[str, Any],
+    field: str,
+    status: int,
+    code: str,
 ) -> None:
     dataset = upload(alice, tickets_csv).json()["id"]
     body = {"base": "tiny-encoder", "dataset": dataset, "name": "Router", **payload}
     response = alice.post("/api/v1/finetune-jobs/", body, format="json")
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid"
+    assert response.status_code == status
+    assert response.json()["code"] == code
     assert any(k == field or k.startswith(f"{field}.") for k in response.json()["errors"])
     assert FineTuneJob.objects.count() == 0
 
@@ -143,7 +151,7 @@ def test_a_non_text_base_is_refused(alice: APIClient, make_model: Any, tickets_c
     make_model("Digits")  # an mlp-classifier
     dataset = upload(alice, tickets_csv).json()["id"]
     response = alice.post("/api/v1/finetune-jobs/", {"base": "digits", "dataset": dataset, "name": "X"}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "fine-tuning needs one of" in response.json()["errors"]["base"][0]
 
 

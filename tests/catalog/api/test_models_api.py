@@ -62,7 +62,6 @@ def test_pagination(client: APIClient, make_model: Any) -> None:
         ({"min_precision": "high"}, "min_precision"),
         ({"min_precision": "1.5"}, "min_precision"),
         ({"sort": "random"}, "sort"),
-        ({"modality": "no/such/node"}, "modality"),
         ({"page": "0"}, "page"),
     ],
 )
@@ -75,6 +74,13 @@ def test_bad_parameters_get_a_400_with_a_json_reason(
     assert body["code"] == "invalid"
     assert field in body["errors"]
     assert field in body["detail"]
+
+
+def test_an_unknown_taxonomy_path_is_a_422(client: APIClient, taxonomy: None) -> None:
+    response = client.get("/api/v1/models/", {"modality": "no/such/node"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "unprocessable"
+    assert response.json()["errors"] == {"modality": ["No modality node has the path 'no/such/node'."]}
 
 
 def test_private_models_by_token(make_model: Any, make_team: Any, make_user: Any, client: APIClient) -> None:
