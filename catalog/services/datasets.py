@@ -99,8 +99,28 @@ def dataset_upload_then(
     )
     sha256 = hashlib.sha256(data).hexdigest()
     dataset_name = (name or file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "dataset")[:200]
+    with transaction.atomic():
+        version, created = _version_get_or_create(
+            team=team,
+            dataset_name=dataset_name,
+            sha256=sha256,
+            domain=domain,
+            description=description,
+            fields=_version_fields(parsed, data, file_name, text_column, label_column),
+        )
+        result = then(version, created)
+        if created:
+            # Content-addressed, so storing it last is safe; a failure here
+            # rolls the rows back too.
+            artifact_put(io.BytesIO(data), expected_sha256=sha256)
+    return result
+
+
+def _version_get_or_create(
+    *, team: Team, dataset_name: str, sha256: str, domain: Domain | None, description: str, fields: dict[str, Any]
+) -> tuple[DatasetVersion, bool]:
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # a savepoint: a lost race leaves the outer transaction usable
             dataset, created_dataset = Dataset.objects.get_or_create(
                 team=team, name=dataset_name, defaults={"domain": domain, "description": description}
             )
@@ -108,20 +128,9 @@ def dataset_upload_then(
                 # The uploader says what the data is about now; the newest answer wins.
                 Dataset.objects.filter(pk=dataset.pk).update(domain=domain)
                 dataset.domain = domain
-            version, created = DatasetVersion.objects.get_or_create(
-                dataset=dataset,
-                sha256=sha256,
-                defaults=_version_fields(parsed, data, file_name, text_column, label_column),
-            )
-            result = then(version, created)
-            if created:
-                # Content-addressed, so storing it last is safe; a failure here
-                # rolls the rows back too.
-                artifact_put(io.BytesIO(data), expected_sha256=sha256)
+            return DatasetVersion.objects.get_or_create(dataset=dataset, sha256=sha256, defaults=fields)
     except IntegrityError:  # a concurrent upload of the same bytes won
-        version = DatasetVersion.objects.get(dataset__team=team, dataset__name=dataset_name, sha256=sha256)
-        return then(version, False)
-    return result
+        return DatasetVersion.objects.get(dataset__team=team, dataset__name=dataset_name, sha256=sha256), False
 
 
 def _version_fields(
