@@ -1,6 +1,6 @@
 """Serve the app with gunicorn and run the Celery worker(s) beside it; Ctrl-C
-(or SIGTERM) stops them all gracefully, and if one dies the others are stopped
-too.
+(or SIGTERM) stops them all gracefully. A worker that dies is started again;
+if the web server dies, everything stops.
 
     python scripts/run.py [--port 8000] [--web-workers N] [--threads N]
                           [--worker-queues celery,finetune,compile ...]
@@ -85,7 +85,14 @@ def main() -> int:
     # inherited SIGINT as ignored, and then a shell trap could not catch it.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(p.poll() is None for p in procs):
+    web = len(procs) - 1
+    while not stopping and procs[web].poll() is None:
+        for i, p in enumerate(procs[:web]):
+            if p.poll() is not None and not stopping:
+                # A worker that died (killed, out of memory) is started again;
+                # its job goes stale and is claimed again (heartbeat).
+                print(f"run.py: worker {i + 1} exited ({p.returncode}); starting it again", file=sys.stderr)
+                procs[i] = subprocess.Popen(commands[i], cwd=ROOT, env=env, start_new_session=True)
         time.sleep(0.3)
     stop()
     deadline = time.monotonic() + 30
