@@ -362,6 +362,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
+    # `?format=` is a resolve constraint (onnx …), not a renderer override.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_CLASSES": [
         "modellibrary.security.throttling.ApiUserRateThrottle",
         "modellibrary.security.throttling.ApiAnonRateThrottle",
@@ -376,6 +378,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request and response shapes as separate components (read-only fields stay out of requests).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api.schema.request_constraints_hook",
+    ],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Choice sets shared by several serializers get one named enum each.
+    "ENUM_NAME_OVERRIDES": {
+        "VisibilityEnum": "catalog.models.Visibility.choices",
+        "VariantStatusEnum": "catalog.models.VariantStatus.choices",
+        "VersionStatusEnum": "catalog.models.VersionStatus.choices",
+        "JobStatusEnum": "catalog.models.JobStatus.choices",
+        "LifecycleEnum": "catalog.models.Lifecycle.choices",
+    },
 }
 
 CATALOG_PAGE_SIZE = env.int("CATALOG_PAGE_SIZE", default=20)

@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -64,10 +64,7 @@ def dataset_body(version: DatasetVersion, created: bool) -> dict[str, Any]:
 
 
 @extend_schema(
-    request={
-        "multipart/form-data": DatasetUploadSerializer,
-        "application/x-www-form-urlencoded": DatasetUploadSerializer,
-    },
+    request={"multipart/form-data": DatasetUploadSerializer},
     responses={
         201: OpenApiResponse(DatasetSerializer, description="A new dataset version was stored."),
         200: OpenApiResponse(
@@ -86,7 +83,7 @@ def dataset_body(version: DatasetVersion, created: bool) -> dict[str, Any]:
 )
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
-@parser_classes([MultiPartParser, FormParser])
+@parser_classes([MultiPartParser])
 def datasets_create(request: Request) -> Response:
     form = DatasetUploadSerializer(data=request.data)
     form.is_valid(raise_exception=True)
