@@ -62,9 +62,9 @@ class VectorIndex:
     q8: np.ndarray  # (n, 384) int8
     scale: np.ndarray  # (n,) float32
     present: np.ndarray  # (n,) bool: a vector is stored
+    updated: np.ndarray  # (n,) float64: when each vector was stored
     seen: dt.datetime | None  # newest updated_at read
     encoder: EncoderInfo | None  # what encodes questions
-    encoders: dict[str, int] = field(default_factory=dict)  # stored vectors per encoder key
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _dense: np.ndarray | None = None
     _basis: np.ndarray | None = None
@@ -145,54 +145,73 @@ def vector_index_load(ids: np.ndarray, previous: VectorIndex | None) -> VectorIn
     q8 = np.zeros((n, DIM), dtype=np.int8)
     scale = np.zeros(n, dtype=np.float32)
     present = np.zeros(n, dtype=bool)
+    updated = np.zeros(n, dtype=np.float64)  # stored time of each row's vector (epoch seconds)
+    same = np.zeros(n, dtype=bool)  # rows carried over from ``previous``
+    prev_pos = np.zeros(n, dtype=np.int64)
     rows = ModelEmbedding.objects.all()
     reuse = previous is not None and previous.seen is not None and len(previous.ids) > 0
     if reuse:
         assert previous is not None
         assert previous.seen is not None
-        pos = np.searchsorted(previous.ids, ids)
-        pos = np.minimum(pos, len(previous.ids) - 1)
-        same = previous.ids[pos] == ids
+        prev_pos = np.minimum(np.searchsorted(previous.ids, ids), len(previous.ids) - 1)
+        same = previous.ids[prev_pos] == ids
         # Only models that still have a stored vector keep theirs (a deleted
         # model's id may come back on SQLite).
         stored = np.fromiter(rows.values_list("model_id", flat=True).iterator(chunk_size=50_000), dtype=np.int64)
-        same &= np.isin(ids, stored)
-        q8[same] = previous.q8[pos[same]]
-        scale[same] = previous.scale[pos[same]]
-        present[same] = previous.present[pos[same]]
+        same &= np.isin(ids, stored) & previous.present[prev_pos]
+        q8[same] = previous.q8[prev_pos[same]]
+        scale[same] = previous.scale[prev_pos[same]]
+        present[same] = True
+        updated[same] = previous.updated[prev_pos[same]]
         rows = rows.filter(updated_at__gte=previous.seen - RELOAD_MARGIN)
     seen = previous.seen if reuse and previous is not None else None
-    model_ids, blobs, scales = [], [], []
-    encoders: dict[str, int] = {}
-    for model_id, blob, s, updated, encoder in rows.values_list(
-        "model_id", "vector", "scale", "updated_at", "encoder"
-    ).iterator(chunk_size=10_000):
+    model_ids, blobs, scales, times = [], [], [], []
+    for model_id, blob, s, stamp in rows.values_list("model_id", "vector", "scale", "updated_at").iterator(
+        chunk_size=10_000
+    ):
         model_ids.append(model_id)
         blobs.append(bytes(blob))
         scales.append(s)
-        encoders[encoder] = encoders.get(encoder, 0) + 1
-        if seen is None or updated > seen:
-            seen = updated
+        times.append(stamp.timestamp())
+        if seen is None or stamp > seen:
+            seen = stamp
+    fresh = ~same  # rows whose prepared (float) form must be computed
     if model_ids:
         wanted = np.asarray(model_ids, dtype=np.int64)
         pos = np.searchsorted(ids, wanted)
         ok = pos < n
         ok[ok] = ids[pos[ok]] == wanted[ok]
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(-1, DIM)
-        q8[pos[ok]] = matrix[ok]
-        scale[pos[ok]] = np.asarray(scales, dtype=np.float32)[ok]
-        present[pos[ok]] = True
+        pos = pos[ok]
+        stamps = np.asarray(times, dtype=np.float64)[ok]
+        # Rows re-read inside the margin but stored at the same time are unchanged.
+        changed = ~same[pos] | (updated[pos] != stamps)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(-1, DIM)[ok]
+        q8[pos] = matrix
+        scale[pos] = np.asarray(scales, dtype=np.float32)[ok]
+        present[pos] = True
+        updated[pos] = stamps
+        fresh[pos[changed]] = True
     try:
         info = encoder_resolve(build=False)
     except Exception:  # noqa: BLE001 - search degrades to keywords, never fails
         log.exception("search encoder unavailable")
         info = None
-    index = VectorIndex(ids=ids, q8=q8, scale=scale, present=present, seen=seen, encoder=info, encoders=encoders)
-    if reuse and previous is not None and not model_ids and np.array_equal(previous.ids, ids):
-        # Nothing re-encoded and the same models: keep the prepared matrices.
-        index._dense, index._basis, index._coarse = previous._dense, previous._basis, previous._coarse
-    elif previous is not None:
+    index = VectorIndex(ids=ids, q8=q8, scale=scale, present=present, updated=updated, seen=seen, encoder=info)
+    if previous is not None:
         index._basis = previous._basis
+        # Carry the prepared float forms over; compute only new or changed rows.
+        todo = np.flatnonzero(fresh & present)
+        if previous._dense is not None and n <= EXACT_MAX:
+            dense = np.zeros((n, DIM), dtype=np.float32)
+            dense[same] = previous._dense[prev_pos[same]]
+            dense[todo] = q8[todo].astype(np.float32) * scale[todo, None]
+            index._dense = dense
+        elif previous._coarse is not None and index._basis is not None and n > EXACT_MAX:
+            coarse = np.zeros((n, COARSE_DIM), dtype=np.float32)
+            coarse[same] = previous._coarse[prev_pos[same]]
+            with one_blas_thread():
+                coarse[todo] = (q8[todo].astype(np.float32) * scale[todo, None]) @ index._basis
+            index._coarse = coarse
     return index
 
 
