@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "modellibrary.security",
     "catalog",
     "discovery",
+    "evaluations",
 ]
 
 MIDDLEWARE = [
@@ -239,6 +240,12 @@ CACHES[SECURITY_CACHE].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 200_0
 # default cache: per web process unless CACHE_URL names a shared cache.
 API_THROTTLE_USER = env("API_THROTTLE_USER", default="1200/minute")
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="300/minute")
+# "Try it" / POST /api/v1/models/{slug}/predict: per token (the `predict` throttle scope).
+API_THROTTLE_PREDICT = env("API_THROTTLE_PREDICT", default="60/minute")
+PREDICT_POOL_SIZE = env.int("PREDICT_POOL_SIZE", default=4)  # onnxruntime sessions kept per process
+PREDICT_MAX_INPUTS = env.int("PREDICT_MAX_INPUTS", default=16)
+PREDICT_MAX_CHARS = env.int("PREDICT_MAX_CHARS", default=2000)
+EVALUATION_MAX_MODELS = env.int("EVALUATION_MAX_MODELS", default=5)
 # Wrong API credentials (401) from one client address: past the limit within
 # the window, requests with credentials from it answer 429 until the window ends.
 AUTH_FAILURE_LIMIT = env.int("AUTH_FAILURE_LIMIT", default=20)
@@ -369,6 +376,7 @@ REST_FRAMEWORK = {
         "modellibrary.security.throttling.ApiAnonRateThrottle",
     ],
     "NUM_PROXIES": NUM_PROXIES,
+    "DEFAULT_THROTTLE_RATES": {"predict": API_THROTTLE_PREDICT},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model Library API",
