@@ -74,7 +74,8 @@ def test_create_api_token_creates_user_team_and_a_working_token(taxonomy: None) 
     out = StringIO()
     call_command("create_api_token", "deploy-bot", "--team", "Vision Platform", stdout=out)
     token = out.getvalue().strip()
-    assert token.startswith("mlk_") and len(token) > 40
+    assert token.startswith("mlk_")
+    assert len(token) > 40
     assert Team.objects.get(slug="vision-platform").members.filter(username="deploy-bot").exists()
     # Keys are stored hashed, so a second call cannot show the first key again: it makes a new one.
     again = StringIO()
