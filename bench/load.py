@@ -452,7 +452,8 @@ def main() -> int:
     elapsed = time.monotonic() - start
     cpu_at_end = dict(sampler.cpu_last)  # the load's share, before the fine-tune wait
     if finetune is not None:
-        finetune.join(timeout=max(0.0, args.finetune_wait))
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop waiting, report what it reached
+            finetune.join(timeout=max(0.0, args.finetune_wait))
         finetune.give_up.set()
     sampler.done.set()
     sampler.join()
