@@ -400,6 +400,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "catalog.models.VersionStatus.choices",
         "JobStatusEnum": "catalog.models.JobStatus.choices",
         "LifecycleEnum": "catalog.models.Lifecycle.choices",
+        "EvaluationStatusEnum": "evaluations.models.EvaluationStatus.choices",
+        "EvaluationEntryStatusEnum": "evaluations.models.EntryStatus.choices",
     },
 }
 

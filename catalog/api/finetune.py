@@ -16,6 +16,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from catalog.api import lists
 from catalog.api.errors import COMMON_ERRORS, ApiError, DatasetInvalidSerializer, Unprocessable, error_responses
 from catalog.api.serializers import DatasetSerializer, JobCreatedSerializer, JobSerializer
 from catalog.models import DatasetVersion, Domain, FineTuneJob, Team, Visibility
@@ -80,11 +81,15 @@ def dataset_body(version: DatasetVersion, created: bool) -> dict[str, Any]:
         **error_responses(400, 401, 403, 413, 415, *COMMON_ERRORS),
     },
     description="Upload a labelled text dataset (CSV or JSONL) for fine-tuning.",
+    methods=["POST"],
 )
-@api_view(["POST"])
+@extend_schema(methods=["GET"], **lists.DATASETS_LIST_SCHEMA)
+@api_view(["GET", "POST"])
 @permission_classes([IsAuthenticated])
 @parser_classes([MultiPartParser])
 def datasets_create(request: Request) -> Response:
+    if request.method == "GET":  # the list (catalog.api.lists)
+        return lists.datasets_list(request)
     form = DatasetUploadSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data
@@ -242,11 +247,15 @@ def job_body(job: FineTuneJob, request: Request, log_lines: int = LOG_LINES_DEFA
     },
     description="Fine-tune a text model of the catalogue on one of your team's datasets. The job is "
     "queued for a worker; poll its `url`.",
+    methods=["POST"],
 )
-@api_view(["POST"])
+@extend_schema(methods=["GET"], **lists.JOBS_LIST_SCHEMA)
+@api_view(["GET", "POST"])
 @permission_classes([IsAuthenticated])
 @parser_classes([JSONParser])
 def finetune_jobs_create(request: Request) -> Response:
+    if request.method == "GET":  # the list (catalog.api.lists)
+        return lists.finetune_jobs_list(request)
     form = FineTuneRequestSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data

@@ -6,57 +6,115 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0005_registration_roles_tokens'),
+        ("catalog", "0005_registration_roles_tokens"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Evaluation',
+            name="Evaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('threshold', models.FloatField(default=0.9, help_text='confidence threshold for coverage')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], db_index=True, default='queued', max_length=12)),
-                ('progress', models.FloatField(default=0.0)),
-                ('error', models.TextField(blank=True)),
-                ('celery_task_id', models.CharField(blank=True, max_length=60)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluations', to='catalog.datasetversion')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluations', to='catalog.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("threshold", models.FloatField(default=0.9, help_text="confidence threshold for coverage")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0)),
+                ("error", models.TextField(blank=True)),
+                ("celery_task_id", models.CharField(blank=True, max_length=60)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="evaluations",
+                        to="catalog.datasetversion",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="evaluations", to="catalog.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='EvaluationEntry',
+            name="EvaluationEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label_mapping', models.JSONField(blank=True, default=dict, help_text='{dataset label: model label}')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('runner', models.CharField(blank=True, help_text='the variant used, or torch', max_length=60)),
-                ('accuracy', models.FloatField(blank=True, null=True)),
-                ('macro_precision', models.FloatField(blank=True, null=True)),
-                ('macro_recall', models.FloatField(blank=True, null=True)),
-                ('macro_f1', models.FloatField(blank=True, null=True)),
-                ('coverage', models.FloatField(blank=True, null=True)),
-                ('latency_ms', models.FloatField(blank=True, help_text='mean milliseconds per input, batches of 32', null=True)),
-                ('variant_p95_ms', models.FloatField(blank=True, help_text="the variant's batch-1 p95 at compile", null=True)),
-                ('sample_count', models.PositiveIntegerField(blank=True, null=True)),
-                ('evaluation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='evaluations.evaluation')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label_mapping", models.JSONField(blank=True, default=dict, help_text="{dataset label: model label}")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("done", "Done"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("runner", models.CharField(blank=True, help_text="the variant used, or torch", max_length=60)),
+                ("accuracy", models.FloatField(blank=True, null=True)),
+                ("macro_precision", models.FloatField(blank=True, null=True)),
+                ("macro_recall", models.FloatField(blank=True, null=True)),
+                ("macro_f1", models.FloatField(blank=True, null=True)),
+                ("coverage", models.FloatField(blank=True, null=True)),
+                (
+                    "latency_ms",
+                    models.FloatField(blank=True, help_text="mean milliseconds per input, batches of 32", null=True),
+                ),
+                (
+                    "variant_p95_ms",
+                    models.FloatField(blank=True, help_text="the variant's batch-1 p95 at compile", null=True),
+                ),
+                ("sample_count", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "evaluation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="entries", to="evaluations.evaluation"
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.modelversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.UniqueConstraint(fields=('evaluation', 'version'), name='evaluation_entry_unique')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("evaluation", "version"), name="evaluation_entry_unique")
+                ],
             },
         ),
     ]
