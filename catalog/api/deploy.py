@@ -145,22 +145,22 @@ class RangeNotSatisfiable(Exception):
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(start, end inclusive) of a single byte range; None for no range (or
-    several, answered with the whole file).
+    """(start, end inclusive) of a single byte range; None for no range, for
+    several (answered with the whole file) and for a header that is not a
+    byte range at all (RFC 9110 §14.2: a server ignores a Range it does not
+    understand).
 
     Raises:
-        RangeNotSatisfiable: a malformed or out-of-bounds range (→ 416).
+        RangeNotSatisfiable: a byte range that cannot be served (→ 416).
     """
     if not header:
         return None
     match = _RANGE.match(header.strip())
     if not match:
-        if "," in header:
-            return None
-        raise RangeNotSatisfiable(header)
+        return None
     first, last = match.groups()
     if not first and not last:
-        raise RangeNotSatisfiable(header)
+        return None  # "bytes=-": not a range
     if not first:  # suffix: the last N bytes
         n = int(last)
         if n == 0:
@@ -195,7 +195,8 @@ def _response_header(name: str, codes: list[int], description: str = "") -> Open
             OpenApiTypes.STR,
             OpenApiParameter.HEADER,
             description="One byte range, `bytes=START-[END]` or `bytes=-SUFFIX` (resume a download). Several "
-            "ranges are answered with the whole file; a malformed or out-of-bounds one with 416.",
+            "ranges, or a header that is not a byte range, are answered with the whole file; a byte range "
+            "outside the file with 416.",
         ),
         OpenApiParameter(
             "If-Range",

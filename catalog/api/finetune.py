@@ -24,7 +24,7 @@ from catalog.selectors.jobs import base_version_resolve, jobs_visible, teams_of
 from catalog.services.datasets import dataset_upload
 from catalog.services.finetune import finetune_request, job_cancel
 from runners.datasets import DatasetInvalid
-from runners.families.text_classifier import FitParams
+from runners.families.text_classifier import RECIPES, FitParams
 
 
 def team_for(user: Any, slug: str | None) -> Team:
@@ -45,8 +45,12 @@ def team_for(user: Any, slug: str | None) -> Team:
 class DatasetUploadSerializer(serializers.Serializer):  # type: ignore[type-arg]
     file = serializers.FileField()
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    text_column = serializers.CharField(required=False, default="text", max_length=100)
-    label_column = serializers.CharField(required=False, default="label", max_length=100)
+    text_column = serializers.CharField(
+        required=False, allow_blank=True, default="text", max_length=100, help_text="blank: `text`"
+    )
+    label_column = serializers.CharField(
+        required=False, allow_blank=True, default="label", max_length=100, help_text="blank: `label`"
+    )
     team = serializers.SlugField(required=False)
     domain = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
@@ -106,8 +110,8 @@ def datasets_create(request: Request) -> Response:
             source=upload,
             file_name=upload.name,
             name=data.get("name", ""),
-            text_column=data["text_column"],
-            label_column=data["label_column"],
+            text_column=data["text_column"] or "text",
+            label_column=data["label_column"] or "label",
             domain=domain,
         )
     except DatasetInvalid as exc:
@@ -125,8 +129,19 @@ def datasets_create(request: Request) -> Response:
 
 
 def _hyperparameter_field(name: str, kind: str) -> serializers.Field:  # type: ignore[type-arg]
-    low, high = FitParams.BOUNDS[name]
+    """A bounded number for each of FitParams' numeric knobs; the recipe is a choice."""
     default = getattr(FitParams, name)
+    if name == "recipe":
+        return serializers.ChoiceField(
+            choices=list(RECIPES),
+            required=False,
+            help_text="`default` (the parameters are chosen for the data and the time budget), `auto` (a small "
+            "search within the budget) or `manual` (the knobs given). Without it: `manual` when a knob is "
+            "given, else `default`; a knob with `default`/`auto` is refused (422).",
+        )
+    if name not in FitParams.BOUNDS:
+        return serializers.CharField(required=False, max_length=100, help_text=f"default {default}")
+    low, high = FitParams.BOUNDS[name]
     if kind in ("int", "builtins.int"):
         return serializers.IntegerField(
             required=False, min_value=int(low), max_value=int(high), help_text=f"default {default}"
