@@ -1,10 +1,27 @@
 """``text-classifier``: a transformer encoder (e.g. MiniLM) + mean pooling + a
 linear classification head — transfer learning as done every day.
 
-``fit()`` trains a new head on a pretrained encoder, optionally unfreezing its
-last N layers. With N = 0 the frozen encoder is needed only once: its pooled
-features are computed a single time and the head trains on them for every
-epoch. The result directory holds ``model.safetensors`` + ``config.json`` (the
+``fit()`` runs in phases — features → baseline → head → unfreeze → evaluate →
+save — and picks how to train from ``FitParams.recipe``:
+
+* ``"default"``: chosen from the data (rows, labels, text length) and a time
+  budget. The frozen encoder's pooled features are computed once; a logistic
+  regression on them warms the head up; then the top layers (all of them for
+  small data) are unfrozen with discriminative learning rates (encoder 5e-5,
+  head higher), with early stopping on an *inner* validation split carved from
+  the training part (never the held-out evaluation split). The best epoch's
+  weights are kept — "epoch 0", the warmed-up head on the frozen encoder, counts.
+* ``"auto"``: the same, as a small search over 2–3 unfreezing recipes within
+  the budget, picked by inner-validation macro F1; every trial is recorded.
+* ``"manual"``: the explicit hyperparameters, as before (head only with
+  ``unfreeze_layers == 0``, its features computed once).
+
+Every run also fits the obvious baseline — logistic regression on the frozen
+encoder's mean-pooled embeddings (C picked on the inner validation split, then
+refit on the whole training part) — and evaluates it on the same held-out
+split, so the job can say whether fine-tuning was worth it.
+
+The result directory holds ``model.safetensors`` + ``config.json`` (the
 encoder, loadable by ``AutoModel``), ``head.safetensors``, ``classifier.json``
 (labels, pooling, max length) and the tokenizer files — never a pickle.
 It runs unchanged on a GPU worker: the device is picked at run time.
@@ -12,6 +29,7 @@ It runs unchanged on a GPU worker: the device is picked at run time.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -24,11 +42,18 @@ import numpy as np
 
 from runners.evaluation import ClassificationReport, classification_report
 from runners.families.sentence_encoder import mean_pool, pooled_batches
-from runners.splits import stratified_split
+from runners.splits import inner_split, stratified_split
 
 HEAD_FILE = "head.safetensors"
 CLASSIFIER_CONFIG = "classifier.json"
 WEIGHTS = "model.safetensors"
+
+RECIPES = ("default", "auto", "manual")
+# The hyperparameters a recipe chooses; set them yourself with recipe "manual".
+RECIPE_KNOBS = ("epochs", "learning_rate", "encoder_learning_rate", "batch_size", "unfreeze_layers")
+INNER_VALIDATION = 0.15  # share of the training part kept for early stopping and picking
+BASELINE_CS = (0.1, 1.0, 10.0)
+CURVE_POINTS = 200  # loss points kept per trial
 
 
 class Cancelled(Exception):
@@ -46,6 +71,10 @@ class FitParams:
     holdout: float = 0.2
     seed: int = 0
     confidence_threshold: float = 0.9
+    # "manual" for code that sets the knobs itself; the form and API default to
+    # "default" (see ``from_dict``).
+    recipe: str = "manual"
+    time_budget_s: float = 300.0  # training time a "default"/"auto" recipe plans for
 
     BOUNDS = {
         "epochs": (1, 200),
@@ -57,20 +86,35 @@ class FitParams:
         "holdout": (0.05, 0.5),
         "seed": (0, 2**31 - 1),
         "confidence_threshold": (0.0, 1.0),
+        "time_budget_s": (10.0, 86400.0),
     }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitParams:
-        """Validated parameters; unknown names and out-of-range values raise ValueError."""
-        values = dict(values or {})
+        """Validated parameters; unknown names and out-of-range values raise ValueError.
+
+        Without a ``recipe``, the run uses ``"default"`` unless one of the
+        knobs a recipe chooses (``RECIPE_KNOBS``) is given — then ``"manual"``,
+        so explicit hyperparameters keep meaning what they always did. With
+        recipe ``"default"``/``"auto"``, giving a knob is an error."""
+        values = {k: v for k, v in dict(values or {}).items() if v is not None and v != ""}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}")
-        out = cls()
+        knobs = sorted(set(values) & set(RECIPE_KNOBS))
+        recipe = values.pop("recipe", None)
+        if recipe is None:
+            recipe = "manual" if knobs else "default"
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+        if recipe != "manual" and knobs:
+            raise ValueError(
+                f"{', '.join(knobs)} {'is' if len(knobs) == 1 else 'are'} chosen by the {recipe!r} recipe; "
+                "use recipe 'manual' to set them yourself"
+            )
+        out = cls(recipe=recipe)
         for name, raw in values.items():
-            if raw is None or raw == "":
-                continue
             kind = int if known[name].type in ("int", int) else float
             try:
                 value = kind(raw)
@@ -85,7 +129,12 @@ class FitParams:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every parameter; with a "default"/"auto" recipe, without the knobs it chooses."""
+        values = asdict(self)
+        if self.recipe != "manual":
+            for name in RECIPE_KNOBS:
+                values.pop(name)
+        return values
 
 
 @dataclass
@@ -111,6 +160,23 @@ class FitResult:
     train_rows: int
     holdout_rows: int
     seconds: dict[str, float] = field(default_factory=dict)
+    # Logistic regression on the frozen encoder's pooled embeddings, same split.
+    baseline: dict[str, Any] = field(default_factory=dict)
+    # One entry per recipe tried ("default": one; "auto": 2–3; "manual": none).
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    recipe: str = "manual"
+    inner_validation_rows: int = 0
+
+    def comparison(self) -> dict[str, Any]:
+        """The new model vs the frozen-embedding baseline on the held-out split (points = percentage points)."""
+        if not self.baseline:
+            return {}
+        delta = 100 * (self.report.macro_precision - self.baseline["macro_precision"])
+        return {
+            "macro_precision_points": round(delta, 2),
+            "macro_f1_points": round(100 * (self.report.macro_f1 - self.baseline["macro_f1"]), 2),
+            "beats_baseline": delta > 0,
+        }
 
 
 def pick_device(device: str | None = None) -> str:
@@ -147,6 +213,535 @@ def encoder_layers(encoder: Any) -> list[Any]:
     return []
 
 
+@dataclass
+class Recipe:
+    """How one trial trains: unfreeze the top ``unfreeze_layers`` layers for at
+    most ``epochs`` epochs, stopping after ``patience`` epochs without a better
+    inner-validation macro F1."""
+
+    name: str
+    unfreeze_layers: int
+    epochs: int
+    encoder_learning_rate: float = 5e-5
+    learning_rate: float = 2e-3
+    batch_size: int = 16
+    patience: int = 2
+    warmup_share: float = 0.1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Run:
+    """What every phase of one ``fit()`` shares: data, split, encoder, callbacks."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        texts: list[str],
+        labels: list[str],
+        p: FitParams,
+        progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        device: str | None,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.p = p
+        self.dev = pick_device(device)
+        torch.manual_seed(p.seed)
+        self.names = sorted(set(labels))
+        index = {n: i for i, n in enumerate(self.names)}
+        self.y = np.array([index[label] for label in labels], dtype=np.int64)
+        self.train_idx, self.held_idx = stratified_split(self.y, p.holdout, p.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+        self.encoder = AutoModel.from_pretrained(str(base_dir), local_files_only=True).to(self.dev)
+        self.hidden = int(self.encoder.config.hidden_size)
+        self.head = torch.nn.Linear(self.hidden, len(self.names)).to(self.dev)
+        self.batches = _Batches(self.tokenizer, texts, p.max_length)
+        self.y_t = torch.from_numpy(self.y).to(self.dev)
+        self.progress = progress
+        self.should_stop = should_stop
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.baseline: dict[str, Any] = {}
+        self.trials: list[dict[str, Any]] = []
+        self.held_cached: Any = None  # held-out features when the encoder stayed frozen
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled()
+
+    def report(self, phase: str, step: int, total: int, **kw: Any) -> None:
+        if self.progress is not None:
+            self.progress(Progress(phase=phase, step=step, total_steps=total, **kw))
+
+    def encode(self, indices: np.ndarray, phase: str | None) -> Any:
+        """Pooled features of ``indices`` (encoder in eval mode), in that order, in length-sorted batches;
+        progress is reported under ``phase`` (None: not reported)."""
+        import torch
+
+        was_training = self.encoder.training
+        self.encoder.eval()
+        encoded = self.batches.encoded
+        order = sorted(range(len(indices)), key=lambda i: len(encoded[indices[i]]))
+        out = torch.empty((len(indices), self.hidden), device=self.dev)
+        n_batches = math.ceil(len(order) / 64)
+        with torch.no_grad():
+            for b in range(n_batches):
+                self.check()
+                chunk = order[b * 64 : (b + 1) * 64]
+                inputs = self.batches.collate([int(indices[i]) for i in chunk], self.dev)
+                out[chunk] = mean_pool(self.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+                if phase is not None:
+                    self.report(phase, b + 1, n_batches)
+        self.encoder.train(was_training)
+        return out
+
+    def freeze(self, unfreeze_layers: int) -> list[Any]:
+        """Freeze the encoder but its top ``unfreeze_layers`` layers; returns those layers."""
+        for param in self.encoder.parameters():
+            param.requires_grad = False
+        layers = encoder_layers(self.encoder)
+        unfrozen = list(layers)[-unfreeze_layers:] if unfreeze_layers else []
+        for layer in unfrozen:
+            for param in layer.parameters():
+                param.requires_grad = True
+        return unfrozen
+
+
+# ---------------------------------------------------------------- baseline
+
+
+def logistic_regression(
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    cs: tuple[float, ...] = BASELINE_CS,
+    seed: int = 0,
+) -> tuple[Any, float, dict[float, float]]:
+    """A multinomial logistic regression; with a validation set, C is the one
+    of ``cs`` with the best validation macro F1 (ties: the smaller C).
+    Returns the model (fit on ``x_fit``), C and the validation F1 of each C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    def make(c: float) -> Any:
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_fit, y_fit)
+
+    if len(cs) == 1 or x_val is None or y_val is None or len(y_val) == 0:
+        c = cs[0] if len(cs) == 1 else 1.0
+        return make(c), c, {}
+    scores: dict[float, float] = {}
+    models: dict[float, Any] = {}
+    for c in cs:
+        models[c] = make(c)
+        scores[c] = float(f1_score(y_val, models[c].predict(x_val), average="macro", zero_division=0))
+    best = max(cs, key=lambda c: (scores[c], -c))
+    return models[best], best, scores
+
+
+def frozen_baseline(
+    features: np.ndarray,
+    y: np.ndarray,
+    fit_pos: np.ndarray,
+    val_pos: np.ndarray,
+    held_pos: np.ndarray,
+    names: list[str],
+    threshold: float,
+    seed: int,
+) -> tuple[dict[str, Any], Any]:
+    """The frozen-embedding baseline: C picked on the inner validation split,
+    refit on the whole training part (fit + validation), scored on the held-out
+    split. Returns its record and the model fit on the fit part only (C as
+    picked) — the head's warm start."""
+    warm, c, scores = logistic_regression(features[fit_pos], y[fit_pos], features[val_pos], y[val_pos], seed=seed)
+    train_pos = np.concatenate([fit_pos, val_pos])
+    model, _, _ = logistic_regression(features[train_pos], y[train_pos], cs=(c,), seed=seed)
+    probs = np.zeros((len(held_pos), len(names)))
+    probs[:, model.classes_] = model.predict_proba(features[held_pos])
+    report = classification_report(y[held_pos], probs, names, threshold=threshold)
+    record = {
+        "method": "logistic regression on the frozen encoder's mean-pooled embeddings",
+        "C": c,
+        "validation_macro_f1_by_C": {str(k): round(v, 4) for k, v in scores.items()},
+        **report.headline(),
+    }
+    return record, warm
+
+
+def _head_from_logistic(head: Any, model: Any) -> None:
+    """Copy a scikit-learn logistic regression into the linear head (classes it never saw get -inf-ish bias)."""
+    import torch
+
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # binary: one row for class 1
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        rows = torch.as_tensor(model.classes_, dtype=torch.long)
+        head.weight[rows] = torch.as_tensor(coef, dtype=head.weight.dtype, device=head.weight.device)
+        head.bias[rows] = torch.as_tensor(intercept, dtype=head.bias.dtype, device=head.bias.device)
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def plan_recipes(
+    mode: str, rows: int, labels: int, mean_tokens: float, layers: int, seconds_per_row: float, budget_s: float
+) -> list[Recipe]:
+    """The recipe(s) to try, chosen from the data and the time budget.
+
+    ``seconds_per_row`` is the measured frozen forward pass per example; a
+    training epoch with k of N layers unfrozen costs about
+    ``rows * s * (1 + 2k/N)`` plus a forward pass over the inner validation
+    split. Small data unfreezes everything (it learns most and overfits little
+    with early stopping); large data or a tight budget fewer top layers; a
+    budget that fits no epoch at all trains the head only (epoch 0)."""
+    del labels, mean_tokens  # both enter through seconds_per_row and the rows' count
+    if layers == 0:
+        return []
+    batch = 16 if rows < 2000 else 32
+    val_rows = max(1, round(rows * INNER_VALIDATION / (1 - INNER_VALIDATION)))
+
+    def epoch_s(k: int) -> float:
+        return rows * seconds_per_row * (1 + 2 * k / layers) + val_rows * seconds_per_row
+
+    def fits(k: int, share: float) -> int:
+        return int(budget_s * share // max(epoch_s(k), 1e-9))
+
+    if mode == "auto":
+        candidates = [
+            Recipe("top-2 layers", min(2, layers), 8, 1e-4, batch_size=batch),
+            Recipe("all layers", layers, 8, 5e-5, batch_size=batch),
+            Recipe("all layers, higher rate", layers, 8, 1e-4, batch_size=batch),
+        ]
+        out = []
+        for r in candidates:
+            r.epochs = min(r.epochs, fits(r.unfreeze_layers, 1 / len(candidates)))
+            if r.epochs >= 2:
+                out.append(r)
+        return out or plan_recipes("default", rows, 0, 0.0, layers, seconds_per_row, budget_s)
+    preferred = layers if rows <= 20000 else min(2, layers)
+    for k in sorted({preferred, max(1, layers // 2), min(2, layers), 1}, reverse=True):
+        if k <= preferred and fits(k, 1.0) >= 3:
+            return [
+                Recipe("unfreeze top layers" if k < layers else "all layers", k, min(8, fits(k, 1.0)), batch_size=batch)
+            ]
+    k = 1
+    n = fits(k, 1.0)
+    return [Recipe("top layer", k, n, batch_size=batch)] if n >= 1 else []
+
+
+def _downsample(points: list[tuple[int, float]], limit: int = CURVE_POINTS) -> list[list[float]]:
+    if len(points) <= limit:
+        return [[s, round(v, 5)] for s, v in points]
+    stride = len(points) / limit
+    kept = [points[int(i * stride)] for i in range(limit)] + [points[-1]]
+    return [[s, round(v, 5)] for s, v in kept]
+
+
+def _macro_f1(run: _Run, features: Any, positions: np.ndarray) -> float:
+    import torch
+
+    with torch.no_grad():
+        probs = torch.softmax(run.head(features), dim=1).cpu().numpy()
+    return classification_report(run.y[positions], probs, run.names).macro_f1
+
+
+def _train_recipe(
+    run: _Run,
+    recipe: Recipe,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    warm_head: dict[str, Any],
+    step_offset: int,
+    total_steps: int,
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, Any] | None, list[tuple[int, float]]]:
+    """Unfreeze and train one recipe from the warmed-up head; early stopping
+    on inner-validation macro F1. Returns the trial's record, the best epoch's
+    weights (None when epoch 0 — the frozen encoder — stays best) and the losses."""
+    import torch
+
+    started = time.perf_counter()
+    run.head.load_state_dict(warm_head)
+    unfrozen = run.freeze(recipe.unfreeze_layers)
+    trainable = [q for layer in unfrozen for q in layer.parameters()]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": list(run.head.parameters()), "lr": recipe.learning_rate},
+            {"params": trainable, "lr": recipe.encoder_learning_rate},
+        ],
+        weight_decay=0.01,
+    )
+    steps_per_epoch = math.ceil(len(fit_idx) / recipe.batch_size)
+    planned = max(1, steps_per_epoch * recipe.epochs)
+    warmup = max(1, int(planned * recipe.warmup_share))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min((s + 1) / warmup, max(0.0, (planned - s) / max(planned - warmup, 1)))
+    )
+    generator = torch.Generator().manual_seed(run.p.seed)
+    val_f1 = _macro_f1(run, run.encode(val_idx, None), val_idx)
+    history: list[list[float]] = [[0, round(val_f1, 4)]]
+    best_f1, best_epoch, best_state = val_f1, 0, None
+    losses: list[tuple[int, float]] = []
+    step = step_offset
+    stale = 0
+    epochs_run = 0
+    stopped = "epochs"
+    for epoch in range(recipe.epochs):
+        run.encoder.train()
+        order = fit_idx[torch.randperm(len(fit_idx), generator=generator).numpy()]
+        for b in range(steps_per_epoch):
+            run.check()
+            batch = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            inputs = run.batches.collate(batch, run.dev)
+            features = mean_pool(run.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+            loss = torch.nn.functional.cross_entropy(run.head(features), run.y_t[torch.from_numpy(batch).to(run.dev)])
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([*trainable, *run.head.parameters()], 1.0)
+            optimiser.step()
+            schedule.step()
+            step += 1
+            value = float(loss.item())
+            losses.append((step, value))
+            run.report("train", step, total_steps, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[1])
+        epochs_run += 1
+        val_f1 = _macro_f1(run, run.encode(val_idx, None), val_idx)
+        history.append([epoch + 1, round(val_f1, 4)])
+        if val_f1 > best_f1:
+            best_f1, best_epoch, stale = val_f1, epoch + 1, 0
+            best_state = {
+                "encoder": {k: v.detach().clone() for k, v in run.encoder.state_dict().items()},
+                "head": copy.deepcopy(run.head.state_dict()),
+            }
+        else:
+            stale += 1
+            if stale >= recipe.patience:
+                stopped = "early stopping"
+                break
+        if time.perf_counter() > deadline:
+            stopped = "time budget"
+            break
+    record = {
+        "name": recipe.name,
+        "hyperparameters": recipe.as_dict(),
+        "validation_macro_f1": round(best_f1, 4),
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "stopped_by": stopped,
+        "validation_history": history,
+        "loss_history": _downsample(losses),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return record, best_state, losses
+
+
+def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]], dict[str, Any], int]:
+    """features → baseline (and head warm-up) → unfreeze (one trial per recipe) → keep the best."""
+    p = run.p
+    fit_pos, val_pos = inner_split(run.y[run.train_idx], INNER_VALIDATION, p.seed)
+    fit_idx, val_idx = run.train_idx[fit_pos], run.train_idx[val_pos]
+    everything = np.concatenate([fit_idx, val_idx, run.held_idx])
+    started = time.perf_counter()
+    features = run.encode(everything, "features").cpu().numpy()
+    run.seconds["features"] = time.perf_counter() - started
+    seconds_per_row = run.seconds["features"] / max(len(everything), 1)
+    n_fit, n_val = len(fit_idx), len(val_idx)
+    positions = np.arange(len(everything))
+    y_all = run.y[everything]
+    baseline, warm = frozen_baseline(
+        features,
+        y_all,
+        positions[:n_fit],
+        positions[n_fit : n_fit + n_val],
+        positions[n_fit + n_val :],
+        run.names,
+        p.confidence_threshold,
+        p.seed,
+    )
+    run.baseline = baseline
+    _head_from_logistic(run.head, warm)
+    warm_head = copy.deepcopy(run.head.state_dict())
+    if len(val_idx) == 0:  # too little data for an inner split: the warmed-up head it is
+        run.trials = []
+        return [], [], {"unfreeze_layers": 0}, 0
+
+    mean_tokens = float(np.mean([len(run.batches.encoded[i]) for i in fit_idx]))
+    layers = len(encoder_layers(run.encoder))
+    budget = p.time_budget_s - (time.perf_counter() - run.started)
+    recipes = plan_recipes(p.recipe, n_fit, len(run.names), mean_tokens, layers, seconds_per_row, budget)
+    total_steps = sum(math.ceil(n_fit / r.batch_size) * r.epochs for r in recipes)
+    initial = {k: v.detach().clone() for k, v in run.encoder.state_dict().items()}
+    trials: list[dict[str, Any]] = []
+    all_losses: list[tuple[int, float]] = []
+    best: tuple[float, int, dict[str, Any] | None] = (-1.0, -1, None)
+    deadline = run.started + p.time_budget_s
+    train_started = time.perf_counter()
+    for i, recipe in enumerate(recipes):
+        if i:
+            run.encoder.load_state_dict(initial)
+            if time.perf_counter() > deadline:
+                break
+        record, state, losses = _train_recipe(
+            run, recipe, fit_idx, val_idx, warm_head, len(all_losses), total_steps, deadline
+        )
+        all_losses += losses
+        trials.append(record)
+        if record["validation_macro_f1"] > best[0]:
+            best = (record["validation_macro_f1"], i, state)
+    run.seconds["train"] = time.perf_counter() - train_started
+    chosen: dict[str, Any] = {"unfreeze_layers": 0}
+    if not trials:
+        run.head.load_state_dict(warm_head)
+    else:
+        _, i, state = best
+        for n, t in enumerate(trials):
+            t["chosen"] = n == i
+        if state is None:  # the warmed-up head on the frozen encoder won
+            run.encoder.load_state_dict(initial)
+            run.head.load_state_dict(warm_head)
+        else:
+            run.encoder.load_state_dict(state["encoder"])
+            run.head.load_state_dict(state["head"])
+            chosen = {k: trials[i]["hyperparameters"][k] for k in RECIPE_KNOBS if k in trials[i]["hyperparameters"]}
+            chosen["epochs"] = trials[i]["best_epoch"]
+    return all_losses, trials, chosen, len(val_idx)
+
+
+# ---------------------------------------------------------------- manual
+
+
+def _fit_manual(run: _Run, cache_features: bool) -> list[tuple[int, float]]:
+    """The explicit hyperparameters: head only on cached features, or unfrozen top layers; no early stopping."""
+    import torch
+
+    p = run.p
+    train_idx, held_idx = run.train_idx, run.held_idx
+    generator = torch.Generator().manual_seed(p.seed)
+    steps_per_epoch = math.ceil(len(train_idx) / p.batch_size)
+    total_train = steps_per_epoch * p.epochs
+    unfrozen = run.freeze(p.unfreeze_layers)
+    groups: list[dict[str, Any]] = [{"params": run.head.parameters(), "lr": p.learning_rate}]
+    if unfrozen:
+        groups.append({"params": [q for layer in unfrozen for q in layer.parameters()], "lr": p.encoder_learning_rate})
+    optimiser = torch.optim.AdamW(groups, weight_decay=0.0)
+    # Cosine decay to zero over the run: the head then settles on the optimum
+    # instead of hovering around it.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_train, 1))
+
+    started = time.perf_counter()
+    run.encoder.eval()
+    # The frozen features (the baseline's, and the head's when only the head trains).
+    frozen = run.encode(np.concatenate([train_idx, held_idx]), "features")
+    run.seconds["features"] = time.perf_counter() - started
+    cached = frozen if not unfrozen and cache_features else None
+    _manual_baseline(run, frozen.cpu().numpy())
+
+    train_started = time.perf_counter()
+    step = 0
+    losses: list[tuple[int, float]] = []
+    for epoch in range(p.epochs):
+        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
+        if unfrozen:
+            run.encoder.train()
+        for b in range(steps_per_epoch):
+            run.check()
+            batch = order[b * p.batch_size : (b + 1) * p.batch_size]
+            if cached is not None:
+                # Positions of these examples in the cached (train + holdout) matrix.
+                features = cached[torch.from_numpy(np.searchsorted(train_idx, batch)).to(run.dev)]
+            elif unfrozen:
+                inputs = run.batches.collate(batch, run.dev)
+                features = mean_pool(run.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+            else:
+                with torch.inference_mode():
+                    inputs = run.batches.collate(batch, run.dev)
+                    features = mean_pool(run.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+                features = features.clone()
+            loss = torch.nn.functional.cross_entropy(run.head(features), run.y_t[torch.from_numpy(batch).to(run.dev)])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            value = float(loss.item())
+            losses.append((step, value))
+            run.report("train", step, total_train, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[0])
+    run.seconds["train"] = time.perf_counter() - train_started
+    run.held_cached = frozen[len(train_idx) :] if cached is not None else None
+    return losses
+
+
+def _manual_baseline(run: _Run, features: np.ndarray) -> None:
+    """The baseline of a manual run: features in (train, holdout) order; C picked on an inner split of train."""
+    n_train = len(run.train_idx)
+    fit_pos, val_pos = inner_split(run.y[run.train_idx], INNER_VALIDATION, run.p.seed)
+    y_all = run.y[np.concatenate([run.train_idx, run.held_idx])]
+    run.baseline, _ = frozen_baseline(
+        features,
+        y_all,
+        fit_pos,
+        val_pos,
+        np.arange(n_train, len(y_all)),
+        run.names,
+        run.p.confidence_threshold,
+        run.p.seed,
+    )
+
+
+# ---------------------------------------------------------------- evaluate and save
+
+
+def _evaluate(run: _Run) -> ClassificationReport:
+    import torch
+
+    started = time.perf_counter()
+    run.encoder.eval()
+    with torch.inference_mode():
+        held = run.held_cached
+        features = held if held is not None else run.encode(run.held_idx, "evaluate")
+        probs = torch.softmax(run.head(features), dim=1).cpu().numpy()
+    report = classification_report(run.y[run.held_idx], probs, run.names, threshold=run.p.confidence_threshold)
+    run.seconds["evaluate"] = time.perf_counter() - started
+    return report
+
+
+def _save(run: _Run, output_dir: Path) -> list[str]:
+    from safetensors.torch import save_file
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run.encoder.save_pretrained(str(output_dir), safe_serialization=True)
+    run.tokenizer.save_pretrained(str(output_dir))
+    head = run.head
+    save_file(
+        {"weight": head.weight.detach().cpu().contiguous(), "bias": head.bias.detach().cpu().contiguous()},
+        str(output_dir / HEAD_FILE),
+        metadata={"family": "text-classifier"},
+    )
+    (output_dir / CLASSIFIER_CONFIG).write_text(
+        json.dumps(
+            {
+                "family": "text-classifier",
+                "labels": run.names,
+                "pooling": "mean",
+                "max_length": run.p.max_length,
+                "confidence_threshold": run.p.confidence_threshold,
+            },
+            indent=1,
+        )
+    )
+    return sorted(f.name for f in output_dir.iterdir() if f.is_file())
+
+
 def fit(
     base_dir: Path,
     texts: list[str],
@@ -170,158 +765,43 @@ def fit(
         progress: called with a ``Progress`` after every batch of every phase.
         should_stop: polled at every batch; returning True raises ``Cancelled``.
         device: "cpu", "cuda", …; picked automatically when None.
-        cache_features: with ``unfreeze_layers == 0``, encode every text once
-            (True) or run the frozen encoder again every epoch (False, the
-            naive loop; kept for the benchmark).
+        cache_features: with recipe "manual" and ``unfreeze_layers == 0``,
+            train the head on features computed once (True) or run the frozen
+            encoder again every epoch (False, the naive loop; kept for the benchmark).
 
     Returns:
-        A ``FitResult`` with the evaluation on the held-out split.
+        A ``FitResult`` with the evaluation on the held-out split, the
+        frozen-embedding baseline on the same split and the recipe trials.
     """
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     p = params or FitParams()
-    dev = pick_device(device)
-    torch.manual_seed(p.seed)
-    names = sorted(set(labels))
-    index = {n: i for i, n in enumerate(names)}
-    y = np.array([index[label] for label in labels], dtype=np.int64)
-    train_idx, held_idx = stratified_split(y, p.holdout, p.seed)
-
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
-    encoder = AutoModel.from_pretrained(str(base_dir), local_files_only=True).to(dev)
-    hidden = int(encoder.config.hidden_size)
-    head = torch.nn.Linear(hidden, len(names)).to(dev)
-    batches = _Batches(tokenizer, texts, p.max_length)
-    y_t = torch.from_numpy(y).to(dev)
-    generator = torch.Generator().manual_seed(p.seed)
-    steps_per_epoch = math.ceil(len(train_idx) / p.batch_size)
-    total_train = steps_per_epoch * p.epochs
-    losses: list[tuple[int, float]] = []
-    seconds: dict[str, float] = {}
-
-    def check() -> None:
-        if should_stop is not None and should_stop():
-            raise Cancelled()
-
-    def report(phase: str, step: int, total: int, **kw: Any) -> None:
-        if progress is not None:
-            progress(Progress(phase=phase, step=step, total_steps=total, **kw))
-
-    def encode(indices: np.ndarray, phase: str, grad: bool = False) -> Any:
-        """Pooled features of ``indices``, in that order, in length-sorted batches."""
-        order = sorted(range(len(indices)), key=lambda i: len(batches.encoded[indices[i]]))
-        out = torch.empty((len(indices), hidden), device=dev)
-        n_batches = math.ceil(len(order) / 64)
-        with torch.no_grad():
-            for b in range(n_batches):
-                check()
-                chunk = order[b * 64 : (b + 1) * 64]
-                inputs = batches.collate([int(indices[i]) for i in chunk], dev)
-                out[chunk] = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
-                report(phase, b + 1, n_batches)
-        return out
-
-    for param in encoder.parameters():
-        param.requires_grad = False
-    layers = encoder_layers(encoder)
-    unfrozen = list(layers)[-p.unfreeze_layers :] if p.unfreeze_layers else []
-    for layer in unfrozen:
-        for param in layer.parameters():
-            param.requires_grad = True
-    groups: list[dict[str, Any]] = [{"params": head.parameters(), "lr": p.learning_rate}]
-    if unfrozen:
-        groups.append({"params": [q for layer in unfrozen for q in layer.parameters()], "lr": p.encoder_learning_rate})
-    optimiser = torch.optim.AdamW(groups, weight_decay=0.0)
-    # Cosine decay to zero over the run: the head then settles on the optimum
-    # instead of hovering around it (measured: it matches logistic regression
-    # on the frozen features whatever the seed).
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_train, 1))
-
-    started = time.perf_counter()
-    cached = None
-    encoder.eval()
-    if not unfrozen and cache_features:
-        cached = encode(np.concatenate([train_idx, held_idx]), "features")
-        seconds["features"] = time.perf_counter() - started
-
-    train_started = time.perf_counter()
-    step = 0
-    for epoch in range(p.epochs):
-        order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
-        if unfrozen:
-            encoder.train()
-        for b in range(steps_per_epoch):
-            check()
-            batch = order[b * p.batch_size : (b + 1) * p.batch_size]
-            if cached is not None:
-                # Positions of these examples in the cached (train + holdout) matrix.
-                features = cached[torch.from_numpy(np.searchsorted(train_idx, batch)).to(dev)]
-            elif unfrozen:
-                inputs = batches.collate(batch, dev)
-                features = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
-            else:
-                with torch.inference_mode():
-                    inputs = batches.collate(batch, dev)
-                    features = mean_pool(encoder(**inputs).last_hidden_state, inputs["attention_mask"])
-                features = features.clone()
-            loss = torch.nn.functional.cross_entropy(head(features), y_t[torch.from_numpy(batch).to(dev)])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            step += 1
-            value = float(loss.item())
-            losses.append((step, value))
-            report("train", step, total_train, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[0])
-    seconds["train"] = time.perf_counter() - train_started
-
-    eval_started = time.perf_counter()
-    encoder.eval()
-    with torch.inference_mode():
-        held_features = cached[len(train_idx) :] if cached is not None else encode(held_idx, "evaluate")
-        probs = torch.softmax(head(held_features), dim=1).cpu().numpy()
-    evaluation = classification_report(y[held_idx], probs, names, threshold=p.confidence_threshold)
-    seconds["evaluate"] = time.perf_counter() - eval_started
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    encoder.save_pretrained(str(output_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(output_dir))
-    save_file(
-        {"weight": head.weight.detach().cpu().contiguous(), "bias": head.bias.detach().cpu().contiguous()},
-        str(output_dir / HEAD_FILE),
-        metadata={"family": "text-classifier"},
-    )
-    (output_dir / CLASSIFIER_CONFIG).write_text(
-        json.dumps(
-            {
-                "family": "text-classifier",
-                "labels": names,
-                "pooling": "mean",
-                "max_length": p.max_length,
-                "confidence_threshold": p.confidence_threshold,
-            },
-            indent=1,
-        )
-    )
-    files = sorted(f.name for f in output_dir.iterdir() if f.is_file())
-    seconds["total"] = time.perf_counter() - started
+    run = _Run(base_dir, texts, labels, p, progress, should_stop, device)
+    chosen: dict[str, Any] = {}
+    inner_rows = 0
+    if p.recipe == "manual":
+        losses = _fit_manual(run, cache_features)
+    else:
+        losses, run.trials, chosen, inner_rows = _fit_recipe(run)
+    evaluation = _evaluate(run)
+    files = _save(run, output_dir)
+    run.seconds["total"] = time.perf_counter() - run.started
+    used = asdict(p) | chosen
     return FitResult(
         output_dir=output_dir,
         files=files,
-        parameter_count=sum(int(q.numel()) for q in encoder.parameters())
-        + sum(int(q.numel()) for q in head.parameters()),
-        labels=names,
+        parameter_count=sum(int(q.numel()) for q in run.encoder.parameters())
+        + sum(int(q.numel()) for q in run.head.parameters()),
+        labels=run.names,
         report=evaluation,
         loss_history=losses,
-        params=p.as_dict(),
-        device=dev,
-        train_rows=len(train_idx),
-        holdout_rows=len(held_idx),
-        seconds=seconds,
+        params=used,
+        device=run.dev,
+        train_rows=len(run.train_idx),
+        holdout_rows=len(run.held_idx),
+        seconds=run.seconds,
+        baseline=run.baseline,
+        trials=run.trials,
+        recipe=p.recipe,
+        inner_validation_rows=inner_rows,
     )
 
 

@@ -122,3 +122,113 @@ def test_real_minilm_head_only_learns_the_tickets(tmp_path: Path) -> None:
     )
     assert result.report.macro_precision > 0.85
     assert result.parameter_count > 22_000_000
+
+
+def test_inner_split_is_carved_from_the_training_part_only() -> None:
+    from runners.splits import inner_split, stratified_split
+
+    y = np.array([0] * 40 + [1] * 30 + [2] * 2)
+    train, held = stratified_split(y, 0.2, 3)
+    fit_pos, val_pos = inner_split(y[train], 0.15, 3)
+    assert set(fit_pos).isdisjoint(val_pos)
+    assert sorted([*fit_pos, *val_pos]) == list(range(len(train)))
+    val_rows = set(train[val_pos].tolist())
+    assert val_rows.isdisjoint(held.tolist())
+    # Both big classes are represented; the 2-example class stays in the fit part.
+    assert {int(y[i]) for i in val_rows} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("values", "recipe"),
+    [({}, "default"), ({"seed": 3}, "default"), ({"epochs": 5}, "manual"), ({"recipe": "auto"}, "auto")],
+)
+def test_recipe_defaults_to_default_unless_knobs_are_given(values: dict[str, object], recipe: str) -> None:
+    params = tc.FitParams.from_dict(values)
+    assert params.recipe == recipe
+    # What a job stores parses back to the same parameters.
+    assert tc.FitParams.from_dict(params.as_dict()) == params
+
+
+def test_a_recipe_refuses_the_knobs_it_chooses() -> None:
+    with pytest.raises(ValueError, match="chosen by the 'default' recipe"):
+        tc.FitParams.from_dict({"recipe": "default", "epochs": 3})
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        tc.FitParams.from_dict({"recipe": "fast"})
+
+
+def test_every_run_scores_the_frozen_embedding_baseline_on_the_same_split(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]]
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from runners.splits import stratified_split
+
+    texts, labels = data
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "b", tc.FitParams(epochs=3, seed=2))
+    # An independent logistic regression on the frozen encoder's pooled embeddings, same split and C.
+    tokenizer, encoder = tc.load_encoder(tiny_bert_dir, "cpu")
+    x = tc.mean_pooled_features(tokenizer, encoder, texts)
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    train, held = stratified_split(y, 0.2, 2)
+    model = LogisticRegression(C=result.baseline["C"], max_iter=2000, random_state=2).fit(x[train], y[train])
+    expected = float(np.mean(model.predict(x[held]) == y[held]))
+    assert result.baseline["accuracy"] == pytest.approx(expected, abs=1.5 / len(held))
+    comparison = result.comparison()
+    delta = 100 * (result.report.macro_precision - result.baseline["macro_precision"])
+    assert comparison["macro_precision_points"] == pytest.approx(delta, abs=0.01)
+    assert comparison["beats_baseline"] is (delta > 0)
+
+
+def test_default_recipe_unfreezes_with_early_stopping_and_keeps_the_best_epoch(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]]
+) -> None:
+    texts, labels = data
+    seen: list[tc.Progress] = []
+    result = tc.fit(
+        tiny_bert_dir, texts, labels, tmp_path / "d", tc.FitParams.from_dict({"seed": 1}), progress=seen.append
+    )
+    assert result.recipe == "default"
+    assert result.train_rows + result.holdout_rows == 160
+    assert 0 < result.inner_validation_rows < result.train_rows
+    [trial] = result.trials
+    assert trial["chosen"] is True
+    history = trial["validation_history"]
+    assert history[0][0] == 0  # epoch 0: the warmed-up head on the frozen encoder
+    assert trial["validation_macro_f1"] == max(f1 for _, f1 in history)
+    assert trial["best_epoch"] == next(e for e, f1 in history if f1 == trial["validation_macro_f1"])
+    assert trial["hyperparameters"]["unfreeze_layers"] == 2  # small data: every layer of the tiny encoder
+    assert trial["loss_history"]
+    assert trial["epochs_run"] >= 1
+    assert all(0 <= p.step <= p.total_steps for p in seen if p.phase == "train")
+    # The saved model is the kept epoch's: predicting the held-out rows reproduces the report.
+    from runners.splits import stratified_split
+
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    _, held = stratified_split(y, 0.2, 1)
+    probs = tc.predict(tmp_path / "d", [texts[i] for i in held])
+    assert float(np.mean(probs.argmax(axis=1) == y[held])) == pytest.approx(result.report.accuracy)
+
+
+def test_auto_recipe_tries_several_recipes_and_picks_by_validation_f1(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]]
+) -> None:
+    texts, labels = data
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "a", tc.FitParams.from_dict({"recipe": "auto"}))
+    assert len(result.trials) >= 2
+    assert len({t["name"] for t in result.trials}) == len(result.trials)
+    [chosen] = [t for t in result.trials if t["chosen"]]
+    assert chosen["validation_macro_f1"] == max(t["validation_macro_f1"] for t in result.trials)
+    assert result.baseline["macro_precision"] >= 0
+
+
+def test_plan_recipes_follows_data_size_and_budget() -> None:
+    small = tc.plan_recipes("default", 800, 6, 20.0, 6, 0.01, 300)
+    assert [r.unfreeze_layers for r in small] == [6]
+    assert 3 <= small[0].epochs <= 8
+    large = tc.plan_recipes("default", 50_000, 6, 20.0, 6, 0.001, 3000)
+    assert large[0].unfreeze_layers == 2
+    # A budget that fits no epoch at all: the warmed-up head only.
+    assert tc.plan_recipes("default", 800, 6, 20.0, 6, 1.0, 60) == []
+    assert len(tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.001, 600)) == 3
