@@ -134,7 +134,7 @@ def _probabilities(version: ModelVersion, texts: list[str]) -> tuple[np.ndarray,
         runner = runner_get(picked, variant)
         started = time.perf_counter()
         probs = (
-            np.concatenate([runner.probabilities(texts[i : i + 32]) for i in range(0, len(texts), 32)])
+            np.concatenate([runner.run(texts[i : i + 32]) for i in range(0, len(texts), 32)])
             if texts
             else np.zeros((0, len(version.labels)))
         )

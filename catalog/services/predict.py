@@ -9,8 +9,9 @@ recently used session is dropped when the pool is full. No torch here: the
 
 * classifiers (``text-classifier``, ``sequence-classifier``): the graph outputs
   class probabilities (softmax inside); every label gets its score;
-* sentence encoders: the graph outputs unit vectors (``discovery.encoder.Encoder``
-  runs them); the answer is the nearest of a few sample sentences by cosine.
+* sentence encoders: the graph outputs vectors (pooled and normalised inside, as
+  for ``discovery.encoder``); the answer is the nearest of a few sample sentences
+  by cosine.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def predict_variant(
 # --- the session pool -------------------------------------------------------------------------
 
 
-class _Classifier:
+class _Graph:
+    """A bundle's tokenizer and graph: text in, the graph's first output out."""
+
     def __init__(self, directory: Path, max_tokens: int) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -125,7 +128,7 @@ class _Classifier:
         self._session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
+    def run(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)
         feed: dict[str, Any] = {
             "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
@@ -207,18 +210,13 @@ def _bundle_dir(variant: Variant) -> Path:
     return directory
 
 
-def _load(version: ModelVersion, variant: Variant) -> Any:
-    from discovery.encoder import Encoder, read_info
-
+def _load(version: ModelVersion, variant: Variant) -> _Graph:
     directory = _bundle_dir(variant)
-    if version.family in ENCODER_FAMILIES:
-        info = read_info(directory)
-        assert info is not None
-        return Encoder(info, threads=int(getattr(settings, "PREDICT_THREADS", 1)))
-    return _Classifier(directory, int((version.input_schema or {}).get("max_tokens", 256)))
+    max_tokens = int((version.input_schema or {}).get("max_tokens", 256))
+    return _Graph(directory, max_tokens)
 
 
-def runner_get(version: ModelVersion, variant: Variant) -> Any:
+def runner_get(version: ModelVersion, variant: Variant) -> _Graph:
     return session_pool().get(variant.sha256, lambda: _load(version, variant))
 
 
@@ -232,7 +230,8 @@ def predict_texts(*, version: ModelVersion, variant: Variant, texts: list[str]) 
     started = time.perf_counter()
     predictions: list[Prediction] = []
     if version.family in ENCODER_FAMILIES:
-        vectors = runner.encode(list(texts) + list(SAMPLE_SENTENCES))
+        vectors = runner.run(list(texts) + list(SAMPLE_SENTENCES))
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         queries, samples = vectors[: len(texts)], vectors[len(texts) :]
         sims = queries @ samples.T
         for row in sims:
@@ -246,7 +245,7 @@ def predict_texts(*, version: ModelVersion, variant: Variant, texts: list[str]) 
             )
     else:
         labels = [str(label) for label in version.labels]
-        probs = runner.probabilities(list(texts))
+        probs = runner.run(list(texts))
         for row in probs:
             best = int(row.argmax())
             predictions.append(
