@@ -98,6 +98,10 @@ def datasets_create(request: Request) -> Response:
     form.is_valid(raise_exception=True)
     data = form.validated_data
     team = team_for(request.user, data.get("team"))
+    from catalog.roles import Role, role_require
+
+    # Datasets are uploaded to fine-tune or evaluate: the member role, like those.
+    role_require(request.user, team, Role.MEMBER, "upload a dataset")
     domain = None
     if data.get("domain"):
         domain = Domain.objects.filter(path=data["domain"]).first()
@@ -325,4 +329,4 @@ def finetune_job_detail(request: Request, job_id: int) -> Response:
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 def finetune_job_cancel(request: Request, job_id: int) -> Response:
-    return Response(job_body(job_cancel(job=_team_job_or_404(request, job_id)), request))
+    return Response(job_body(job_cancel(job=_team_job_or_404(request, job_id), user=request.user), request))

@@ -427,8 +427,15 @@ def _lineage_phrase(*, job: FineTuneJob) -> str:
     return phrase + (f" on {job.dataset_version.dataset.name}." if private else ".")
 
 
-def job_cancel(*, job: FineTuneJob) -> FineTuneJob:
-    """Cancel a queued job now, or ask a running one to stop at its next step."""
+def job_cancel(*, job: FineTuneJob, user: Any = None) -> FineTuneJob:
+    """Cancel a queued job now, or ask a running one to stop at its next step.
+
+    With ``user``: the member role in the job's team is required (viewers only look).
+    """
+    if user is not None:
+        from catalog.roles import Role, role_require
+
+        role_require(user, job.team, Role.MEMBER, "cancel a fine-tune")
     if FineTuneJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, finished_at=timezone.now(), cancel_requested=True
     ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -86,9 +88,13 @@ def _percent_to_fraction(query: dict[str, str]) -> tuple[dict[str, str], dict[st
 def version_compile_view(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     from catalog.services.compile import compile_request
 
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     model = models_visible(user=request.user).filter(slug=slug).first()
-    if model is None or not user_can_edit(user=request.user, model=model):
-        raise Http404("No model with that slug that you may change.")
+    if model is None:
+        raise Http404("No model with that slug.")
+    if not user_can_edit(user=request.user, model=model):
+        raise PermissionDenied("Compiling needs the member role in the model's team; viewers only look.")
     v = model.versions.filter(version=version).first()
     if v is None:
         raise Http404("No such version.")

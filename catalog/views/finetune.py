@@ -7,9 +7,10 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.views.decorators.http import require_http_methods, require_POST
@@ -203,5 +204,8 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = jobs_visible(user=request.user).filter(pk=job_id).first()
     if job is None:
         raise Http404("No fine-tune job with that id in your teams.")
-    job_cancel(job=job)
+    try:
+        job_cancel(job=job, user=request.user)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
     return redirect(job)
