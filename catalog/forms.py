@@ -33,6 +33,26 @@ class FineTuneForm(forms.Form):
         to_field_name="path",
         help_text="What your data is about; the new model is filed under it (not under the base model's domain).",
     )
+    recipe = forms.ChoiceField(
+        choices=[
+            ("default", "Default — chosen for your data and time budget"),
+            ("auto", "Auto — try 2-3 recipes, keep the best on inner validation"),
+            ("manual", "Manual — exactly the hyperparameters below"),
+        ],
+        required=False,
+        initial="default",
+        label="Recipe",
+        help_text="Default and auto warm the head up on the frozen encoder, unfreeze its top layers and stop early "
+        "on a validation split carved from the training part; the hyperparameters below are used only with manual.",
+    )
+    time_budget_s = forms.IntegerField(
+        min_value=10,
+        max_value=86400,
+        initial=300,
+        required=False,
+        label="Time budget (s)",
+        help_text="Training time the default and auto recipes plan for.",
+    )
     epochs = forms.IntegerField(min_value=1, max_value=200, initial=20)
     learning_rate = forms.FloatField(
         min_value=1e-6,
@@ -105,5 +125,15 @@ class FineTuneForm(forms.Form):
         """The gate as the services take it (0–1); the form shows % like every page."""
         return float(self.cleaned_data["min_precision"]) / 100
 
+    RECIPE_CHOSEN = ("epochs", "learning_rate", "batch_size", "unfreeze_layers", "encoder_learning_rate")
+
     def hyperparameters(self) -> dict[str, Any]:
-        return {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+        """The service's hyperparameters: with recipe default/auto, the knobs the recipe chooses are left
+        out; a form posted without a recipe (an older page, a script) is manual, as before."""
+        recipe = self.cleaned_data.get("recipe") or "manual"
+        values = {k: self.cleaned_data[k] for k in self.HYPERPARAMETERS}
+        if recipe == "manual":
+            return values
+        values = {k: v for k, v in values.items() if k not in self.RECIPE_CHOSEN}
+        budget = self.cleaned_data.get("time_budget_s")
+        return values | {"recipe": recipe} | ({"time_budget_s": budget} if budget else {})

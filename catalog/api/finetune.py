@@ -225,6 +225,17 @@ class JobParams(serializers.Serializer):  # type: ignore[type-arg]
     )
 
 
+def job_quality_body(job: FineTuneJob) -> dict[str, Any]:
+    """The frozen-embedding baseline, the comparison with it and the recipe trials (empty until the job ends)."""
+    evaluation = job.evaluation or {}
+    return {
+        "recipe": evaluation.get("recipe", job.hyperparameters.get("recipe", "manual")),
+        "baseline": evaluation.get("baseline") or None,
+        "comparison": evaluation.get("comparison") or None,
+        "trials": evaluation.get("trials", []),
+    }
+
+
 def job_body(job: FineTuneJob, request: Request, log_lines: int = LOG_LINES_DEFAULT) -> dict[str, Any]:
     log, total, truncated = log_tail(job.log, log_lines)
     result = None
@@ -246,6 +257,7 @@ def job_body(job: FineTuneJob, request: Request, log_lines: int = LOG_LINES_DEFA
         "hyperparameters": job.hyperparameters,
         "min_precision": job.min_precision,
         "metrics": job.metrics,
+        **job_quality_body(job),
         "error": job.error,
         "result": result,
         "loss_history": job.loss_history,

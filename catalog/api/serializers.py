@@ -329,6 +329,40 @@ class JobResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=VersionStatus.choices)
 
 
+class JobBaselineSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    method = serializers.CharField()
+    C = serializers.FloatField(help_text="Inverse regularisation, picked on the inner validation split.")
+    accuracy = serializers.FloatField()
+    macro_precision = serializers.FloatField()
+    macro_recall = serializers.FloatField()
+    macro_f1 = serializers.FloatField()
+    coverage = serializers.FloatField()
+    precision_at_coverage = serializers.FloatField()
+
+
+class JobComparisonSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    macro_precision_points = serializers.FloatField(help_text="New model minus baseline, percentage points.")
+    macro_f1_points = serializers.FloatField()
+    beats_baseline = serializers.BooleanField()
+
+
+class JobTrialSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField()
+    hyperparameters = serializers.DictField(child=serializers.JSONField())
+    validation_macro_f1 = serializers.FloatField(help_text="Best inner-validation macro F1 (epoch 0: head only).")
+    best_epoch = serializers.IntegerField()
+    epochs_run = serializers.IntegerField()
+    stopped_by = serializers.CharField()
+    validation_history = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[[epoch, macro F1], …]"
+    )
+    loss_history = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), help_text="[[step, loss], …]"
+    )
+    seconds = serializers.FloatField()
+    chosen = serializers.BooleanField()
+
+
 class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.IntegerField()
     url = serializers.URLField()
@@ -341,6 +375,14 @@ class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
     hyperparameters = serializers.DictField(child=serializers.JSONField())
     min_precision = serializers.FloatField()
     metrics = serializers.DictField(child=serializers.JSONField())
+    recipe = serializers.CharField(help_text="`default`, `auto` or `manual` (see the request's hyperparameters).")
+    baseline = JobBaselineSerializer(
+        allow_null=True,
+        help_text="Logistic regression on the frozen encoder's mean-pooled embeddings, scored on the same "
+        "held-out split; null until the job ends.",
+    )
+    comparison = JobComparisonSerializer(allow_null=True, help_text="The new model vs the baseline.")
+    trials = JobTrialSerializer(many=True, help_text="Every recipe tried (`auto`: 2-3; `default`: one).")
     error = serializers.CharField()
     result = JobResultSerializer(allow_null=True)
     loss_history = serializers.ListField(

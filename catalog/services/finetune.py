@@ -288,7 +288,11 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
             job_log(
                 job=job,
                 line=f"training on {len(data.texts)} rows, {len(data.label_counts)} labels, "
-                f"{params.unfreeze_layers} unfrozen layer(s)"
+                + (
+                    f"{params.unfreeze_layers} unfrozen layer(s)"
+                    if params.recipe == "manual"
+                    else f"recipe {params.recipe!r} within {params.time_budget_s:.0f} s"
+                )
                 + (f"; {len(data.duplicates)} duplicate rows dropped" if data.duplicates else ""),
             )
             result = text_classifier.fit(
@@ -310,6 +314,18 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
                     f"{result.report.macro_precision:.3f}, coverage {result.report.coverage:.3f} "
                     f"({result.device}, {result.seconds.get('total', 0):.1f} s)",
                 )
+                if result.baseline:
+                    points = result.comparison()["macro_precision_points"]
+                    job_log(
+                        job=job,
+                        line=f"frozen-embedding baseline (logistic regression): macro precision "
+                        f"{result.baseline['macro_precision']:.3f}; the {result.recipe} fine-tune "
+                        + (
+                            f"beats it by {points:.1f} points"
+                            if points > 0
+                            else f"does NOT beat it ({points:+.1f} points)"
+                        ),
+                    )
 
             # The trained files stay in ``tmp`` until the version is recorded:
             # a transient database error (locked, restarted, connection lost)
@@ -398,12 +414,13 @@ def finetune_register(
         )
         passed = report.macro_precision >= job.min_precision
         model_version_finish(version=version, status=VersionStatus.READY if passed else VersionStatus.BELOW_GATE)
+        metrics, evaluation = job_quality(result=result)
         FineTuneJob.objects.filter(pk=job.pk).update(
             status=JobStatus.SUCCEEDED,
             result_version=version,
             target_model=model,
-            metrics=report.headline(),
-            evaluation=report.as_dict(),
+            metrics=metrics,
+            evaluation=evaluation,
             loss_history=history,
             progress=1.0,
             phase="done",
@@ -414,6 +431,25 @@ def finetune_register(
         if passed and enqueue_compile and settings.COMPILE_ON_READY:
             compile_request(version=version)
     return version
+
+
+def job_quality(*, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The job's metrics and evaluation record: the held-out report, and beside
+    it the frozen-embedding logistic-regression baseline scored on the same
+    split, the comparison (in percentage points) and every recipe trial."""
+    report = result.report
+    metrics = dict(report.headline())
+    evaluation = dict(report.as_dict())
+    baseline = getattr(result, "baseline", None) or {}
+    if baseline:
+        metrics["baseline_macro_precision"] = baseline["macro_precision"]
+        metrics["baseline_macro_f1"] = baseline["macro_f1"]
+        evaluation["baseline"] = baseline
+        evaluation["comparison"] = result.comparison()
+    evaluation["recipe"] = getattr(result, "recipe", "manual")
+    evaluation["trials"] = getattr(result, "trials", [])
+    evaluation["inner_validation_rows"] = getattr(result, "inner_validation_rows", 0)
+    return metrics, evaluation
 
 
 def _lineage_phrase(*, job: FineTuneJob) -> str:

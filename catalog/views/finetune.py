@@ -152,6 +152,12 @@ def _job_context(request: HttpRequest, job_id: int) -> dict[str, object]:
         "labels": labels,
         "folded": folded,
         "percent": round(job.progress * 100, 1),
+        "baseline": evaluation.get("baseline"),
+        "comparison": evaluation.get("comparison"),
+        "trials": [
+            t | {"curve": loss_curve(t.get("loss_history", []), width=360, height=120, pad=24)}
+            for t in evaluation.get("trials", [])
+        ],
     }
 
 
