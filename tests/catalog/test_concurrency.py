@@ -131,6 +131,9 @@ def _fake_fit(calls: list[int]) -> Callable[..., Any]:
             holdout_rows=len(texts) // 5,
             device="cpu",
             seconds={"total": 0.01},
+            baseline={},
+            comparison=None,
+            recipe="default",
         )
 
     return fit

@@ -31,7 +31,7 @@ HOT_ROUTES = [
     ("/api/v1/models/sentiment-classifier/", 10),
     ("/api/v1/models/sentiment-classifier/resolve", 4),
     ("/", 3),
-    ("/models/sentiment-classifier/", 11),
+    ("/models/sentiment-classifier/", 12),
 ]
 
 
