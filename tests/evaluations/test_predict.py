@@ -171,6 +171,7 @@ def test_an_encoder_answers_with_the_nearest_sample_sentence(
         manifest_base={},
         specs=(spec,),
     )
+    assert compiled[0].bundle_path is not None, compiled[0].reason
     stored = artifact_put_path(compiled[0].bundle_path)
     Variant.objects.create(
         version=tiny_encoder,
