@@ -128,6 +128,8 @@ def main() -> None:
         "MODELLIBRARY_LOCAL_HTTP": "1",
         "API_THROTTLE_ANON": "off",
         "API_THROTTLE_USER": "off",
+        # Measure the search, not the whole-response cache (catalog/page_cache.py).
+        "PAGE_CACHE_SECONDS": "0",
     }
     ours_server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "modellibrary.wsgi", "-b", f"127.0.0.1:{args.port}"]

@@ -126,6 +126,8 @@ def main() -> None:
         "MODELLIBRARY_LOCAL_HTTP": "1",
         "API_THROTTLE_ANON": "off",
         "API_THROTTLE_USER": "off",
+        # Measure the search, not the whole-response cache (catalog/page_cache.py).
+        "PAGE_CACHE_SECONDS": "0",
     }
     server = subprocess.Popen(
         [
