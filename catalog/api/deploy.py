@@ -83,7 +83,9 @@ class ResolveParams(serializers.Serializer):  # type: ignore[type-arg]
 )
 @api_view(["GET"])
 def model_resolve(request: Request, slug: str) -> Response:
-    params = ResolveParams(data=request.query_params)
+    # A plain dict, not the QueryDict: DRF reads an empty value in a QueryDict as
+    # "not given", and the schema says e.g. `version=` is not an integer.
+    params = ResolveParams(data=request.query_params.dict())
     params.is_valid(raise_exception=True)
     if params.validated_data["alias"] and params.validated_data["version"] is not None:
         # Each is valid alone; the schema cannot say "not both" for query parameters.

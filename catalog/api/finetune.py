@@ -43,7 +43,7 @@ def team_for(user: Any, slug: str | None) -> Team:
 
 
 class DatasetUploadSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    file = serializers.FileField()
+    file = serializers.FileField(allow_empty_file=True)  # an empty file is refused with the others (422)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     text_column = serializers.CharField(
         required=False, allow_blank=True, default="text", max_length=100, help_text="blank: `text`"
@@ -328,7 +328,7 @@ def finetune_jobs_create(request: Request) -> Response:
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def finetune_job_detail(request: Request, job_id: int) -> Response:
-    params = JobParams(data=request.query_params)
+    params = JobParams(data=request.query_params.dict())  # `log_lines=` is not a number (see resolve)
     params.is_valid(raise_exception=True)
     return Response(job_body(_team_job_or_404(request, job_id), request, params.validated_data["log_lines"]))
 

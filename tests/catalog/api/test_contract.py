@@ -151,3 +151,14 @@ def test_resolve_accepts_a_format_constraint(make_model: Any) -> None:
     assert missing.status_code == 404
     assert missing.json()["code"] == "no_variant"
     assert missing.json()["constraints"] == {"format": "tflite"}
+
+
+def test_an_empty_dataset_file_is_a_422_and_empty_query_values_are_not_omitted(
+    alice: APIClient, make_model: Any
+) -> None:
+    response = upload(alice, b"")
+    assert response.status_code == 422
+    assert response.json()["errors"] == {"file": ["the file is empty"]}
+    make_model("Router")
+    # `version=` is not an integer (the schema says so); DRF's form reading would have ignored it.
+    assert APIClient().get("/api/v1/models/router/resolve?version=").status_code == 400
