@@ -354,11 +354,12 @@ def frozen_baseline(
     names: list[str],
     threshold: float,
     seed: int,
-) -> tuple[dict[str, Any], Any]:
+) -> tuple[dict[str, Any], Any, Any]:
     """The frozen-embedding baseline: C picked on the inner validation split,
     refit on the whole training part (fit + validation), scored on the held-out
-    split. Returns its record and the model fit on the fit part only (C as
-    picked) — the head's warm start."""
+    split. Returns its record, the model fit on the fit part only (C as
+    picked) — the head's warm start — and the baseline model itself (the head
+    kept when no fine-tuned epoch beats the frozen encoder on validation)."""
     warm, c, scores = logistic_regression(features[fit_pos], y[fit_pos], features[val_pos], y[val_pos], seed=seed)
     train_pos = np.concatenate([fit_pos, val_pos])
     model, _, _ = logistic_regression(features[train_pos], y[train_pos], cs=(c,), seed=seed)
@@ -371,7 +372,7 @@ def frozen_baseline(
         "validation_macro_f1_by_C": {str(k): round(v, 4) for k, v in scores.items()},
         **report.headline(),
     }
-    return record, warm
+    return record, warm, model
 
 
 def _head_from_logistic(head: Any, model: Any) -> None:
@@ -497,10 +498,14 @@ def _train_recipe(
     epochs_run = 0
     stopped = "epochs"
     for epoch in range(recipe.epochs):
+        epoch_started = time.perf_counter()
         run.encoder.train()
         order = fit_idx[torch.randperm(len(fit_idx), generator=generator).numpy()]
         for b in range(steps_per_epoch):
             run.check()
+            if time.perf_counter() > deadline:  # the budget is a promise: stop mid-epoch, keep the best so far
+                stopped = "time budget"
+                break
             batch = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             inputs = run.batches.collate(batch, run.dev)
             features = mean_pool(run.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
@@ -528,7 +533,9 @@ def _train_recipe(
             if stale >= recipe.patience:
                 stopped = "early stopping"
                 break
-        if time.perf_counter() > deadline:
+        # The next epoch would end past the budget (timed on this one, which
+        # includes the machine's load): stop now rather than overrun.
+        if stopped == "time budget" or time.perf_counter() + (time.perf_counter() - epoch_started) > deadline:
             stopped = "time budget"
             break
     record = {
@@ -558,7 +565,7 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
     n_fit, n_val = len(fit_idx), len(val_idx)
     positions = np.arange(len(everything))
     y_all = run.y[everything]
-    baseline, warm = frozen_baseline(
+    baseline, warm, baseline_model = frozen_baseline(
         features,
         y_all,
         positions[:n_fit],
@@ -571,8 +578,8 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
     run.baseline = baseline
     _head_from_logistic(run.head, warm)
     warm_head = copy.deepcopy(run.head.state_dict())
-    if len(val_idx) == 0:  # too little data for an inner split: the warmed-up head it is
-        run.trials = []
+    if len(val_idx) == 0:  # too little data for an inner split: the baseline's head it is
+        _head_from_logistic(run.head, baseline_model)
         return [], [], {"unfreeze_layers": 0}, 0
 
     mean_tokens = float(np.mean([len(run.batches.encoded[i]) for i in fit_idx]))
@@ -601,14 +608,14 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
     run.seconds["train"] = time.perf_counter() - train_started
     chosen: dict[str, Any] = {"unfreeze_layers": 0}
     if not trials:
-        run.head.load_state_dict(warm_head)
+        _head_from_logistic(run.head, baseline_model)
     else:
         _, i, state = best
         for n, t in enumerate(trials):
             t["chosen"] = n == i
-        if state is None:  # the warmed-up head on the frozen encoder won
+        if state is None:  # the warmed-up head on the frozen encoder won: the baseline itself
             run.encoder.load_state_dict(initial)
-            run.head.load_state_dict(warm_head)
+            _head_from_logistic(run.head, baseline_model)
         else:
             run.encoder.load_state_dict(state["encoder"])
             run.head.load_state_dict(state["head"])
@@ -686,7 +693,7 @@ def _manual_baseline(run: _Run, features: np.ndarray) -> None:
     n_train = len(run.train_idx)
     fit_pos, val_pos = inner_split(run.y[run.train_idx], INNER_VALIDATION, run.p.seed)
     y_all = run.y[np.concatenate([run.train_idx, run.held_idx])]
-    run.baseline, _ = frozen_baseline(
+    run.baseline, _, _ = frozen_baseline(
         features,
         y_all,
         fit_pos,

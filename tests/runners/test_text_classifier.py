@@ -232,3 +232,17 @@ def test_plan_recipes_follows_data_size_and_budget() -> None:
     # A budget that fits no epoch at all: the warmed-up head only.
     assert tc.plan_recipes("default", 800, 6, 20.0, 6, 1.0, 60) == []
     assert len(tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.001, 600)) == 3
+
+
+def test_when_no_recipe_fits_the_budget_the_default_is_the_baseline_itself(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, labels = data
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [])
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "n", tc.FitParams.from_dict({"seed": 5}))
+    assert result.trials == []
+    assert result.params["unfreeze_layers"] == 0
+    # Never worse than five lines of scikit-learn: the same predictions on the same split.
+    assert result.report.macro_precision == pytest.approx(result.baseline["macro_precision"])
+    assert result.report.accuracy == pytest.approx(result.baseline["accuracy"])
+    assert result.comparison()["beats_baseline"] is False
