@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,32 @@ def read_info(directory: Path) -> EncoderInfo | None:
     return EncoderInfo(key=data["key"], source=data["source"], directory=directory)
 
 
+def _staging(directory: Path) -> Path:
+    """A private staging folder beside ``directory``: several processes (gunicorn
+    workers warming up together) may build the same encoder at once."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=directory.name + ".partial-", dir=directory.parent))
+
+
+def _publish(tmp: Path, directory: Path) -> None:
+    """Move a finished staging folder into place; if another process got there
+    first with a complete encoder, keep theirs and drop ours."""
+    if read_info(directory) is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        tmp.rename(directory)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if read_info(directory) is None:
+            raise
+
+
 def unpack_bundle(bundle: Path, directory: Path, key: str, source: str) -> EncoderInfo:
     """Take ``model.onnx`` and ``tokenizer.json`` out of a variant bundle (only
     those two regular members, by exact name — nothing else is extracted)."""
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _staging(directory)
     with tarfile.open(bundle) as tar:
         for name in (MODEL_FILE, TOKENIZER_FILE):
             member = tar.getmember(name)
@@ -130,8 +151,7 @@ def unpack_bundle(bundle: Path, directory: Path, key: str, source: str) -> Encod
             with src, open(tmp / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
     _write_info(tmp, key, source)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    _publish(tmp, directory)
     return EncoderInfo(key=key, source=source, directory=directory)
 
 
@@ -159,9 +179,7 @@ def build_int8(model_dir: Path, directory: Path) -> EncoderInfo:
 
     spec = next(s for s in SPECS if s.name == "onnx-int8")
     fingerprint = weights_fingerprint(model_dir)
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _staging(directory)
     fp32 = tmp / "model-fp32.onnx"
     export_onnx("sentence-encoder", model_dir, fp32)
     texts = [f"sample sentence number {i} about models, tickets, images and tumours" for i in range(32)]
@@ -177,8 +195,7 @@ def build_int8(model_dir: Path, directory: Path) -> EncoderInfo:
     fp32.unlink()
     shutil.copyfile(model_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
     _write_info(tmp, f"local:{fingerprint}", f"local int8 build ({plan}) of {model_dir.name} weights {fingerprint}")
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    _publish(tmp, directory)
     info = read_info(directory)
     assert info is not None
     return info

@@ -29,13 +29,15 @@ class MetricSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class LineageBaseSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    model = serializers.CharField()
-    version = serializers.IntegerField()
+    model = serializers.CharField(allow_null=True, help_text="null when the base is a model you cannot see")
+    version = serializers.IntegerField(allow_null=True)
+    private = serializers.BooleanField(help_text="the base is a private model of another team")
 
 
 class LineageDatasetSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = serializers.IntegerField()
-    sha256 = serializers.CharField()
+    id = serializers.IntegerField(allow_null=True, help_text="null when the dataset belongs to another team")
+    sha256 = serializers.CharField(allow_null=True)
+    rows = serializers.IntegerField()
 
 
 class LineageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -157,13 +159,11 @@ class VersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     @extend_schema_field(LineageSerializer)
     def get_lineage(self, obj: ModelVersion) -> dict[str, Any]:
-        base = obj.base_version
-        return {
-            "base": {"model": base.registered_model.slug, "version": base.version} if base else None,
-            "dataset_version": (
-                {"id": obj.dataset_version_id, "sha256": obj.dataset_version.sha256} if obj.dataset_version else None
-            ),
-        }
+        # The page's rule: a private base or another team's dataset is not named.
+        from catalog.selectors.lineage import lineage_summary
+
+        request = self.context.get("request")
+        return lineage_summary(version=obj, user=getattr(request, "user", None))
 
 
 def latest_summary(model: RegisteredModel) -> dict[str, Any] | None:
