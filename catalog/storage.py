@@ -9,11 +9,15 @@ its key, so a reader never sees a partial or unverified blob.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -79,6 +83,9 @@ def artifact_put(source: BinaryIO | IO[bytes], *, expected_sha256: str | None = 
     digest = hashlib.sha256()
     size = 0
     fd, tmp_name = tempfile.mkstemp(dir=settings.ARTIFACT_TMP_DIR, prefix="put-")
+    # Held until the fd closes: a sweep removes the file only once its writer
+    # is gone (killed mid-upload), never while it is still being written.
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with os.fdopen(fd, "wb") as tmp:
             while chunk := source.read(CHUNK):
@@ -171,3 +178,69 @@ def artifact_materialize(files: list[dict[str, object]], dest: Path) -> Path:
             with artifact_open(str(entry["sha256"])) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, CHUNK)
     return dest
+
+
+_OWNER = ".owner"
+
+
+@contextmanager
+def artifact_tmpdir() -> Iterator[Path]:
+    """A scratch folder under ``ARTIFACT_TMP_DIR``, removed on exit; if its
+    process is killed (SIGKILL, OOM), ``artifact_tmp_sweep`` removes it later.
+
+    The folder holds a lock on its ``.owner`` file for as long as the process
+    lives (the kernel drops it when the process dies)."""
+    path = Path(tempfile.mkdtemp(dir=settings.ARTIFACT_TMP_DIR, prefix="work-"))
+    owner = open(path / _OWNER, "w")  # noqa: SIM115 - held for the folder's lifetime
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        owner.close()
+
+
+def _unowned(lock_path: Path) -> bool:
+    """True when no live process holds ``lock_path``'s lock."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def artifact_tmp_sweep(*, grace_s: float = 3600.0) -> list[str]:
+    """Remove what killed processes left in ``ARTIFACT_TMP_DIR``: scratch
+    folders, ``put-`` files and upload files whose owner's lock is free. Entries without a
+    lock (made by older code, or in the instant before their lock is taken)
+    go only once untouched for ``grace_s``. Returns the names removed."""
+    root = Path(settings.ARTIFACT_TMP_DIR)
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            age = now - entry.lstat().st_mtime
+            if age < 2:  # just made: its lock may not be taken yet
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                owner = entry / _OWNER
+                if _unowned(owner) if owner.exists() else age > grace_s:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry.name)
+            elif entry.is_file() and not entry.is_symlink():
+                # ``put-`` files and upload files are locked by their writer.
+                locked_kind = entry.name.startswith("put-") or ".upload" in entry.name
+                if _unowned(entry) if locked_kind else age > grace_s:
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry.name)
+        except OSError:  # removed by its owner meanwhile
+            continue
+    return removed

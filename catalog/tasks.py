@@ -33,6 +33,20 @@ def _recover_on_start(**kwargs: Any) -> None:
         finetune_requeue_stale(include_queued=True)
     except Exception:  # a worker must start even if the database is not ready yet
         log.exception("could not look for stale jobs")
+    _sweep_tmp()
+
+
+def _sweep_tmp() -> None:
+    """Scratch folders and partial uploads that killed processes left behind."""
+    from catalog.storage import artifact_tmp_sweep
+
+    try:
+        removed = artifact_tmp_sweep()
+    except OSError:
+        log.exception("could not sweep ARTIFACT_TMP_DIR")
+        return
+    if removed:
+        log.warning("removed %d temporary leftover(s) of killed processes: %s", len(removed), ", ".join(removed))
 
 
 @task_postrun.connect
@@ -43,3 +57,4 @@ def _recover_after_task(**kwargs: Any) -> None:
         finetune_requeue_stale()
     except Exception:
         log.exception("could not look for stale jobs")
+    _sweep_tmp()

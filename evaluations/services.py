@@ -14,9 +14,7 @@ the entry and as ``Metric`` rows tied to the dataset version
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,11 +113,11 @@ def _claim(evaluation_id: int) -> Evaluation | None:
 
 
 def _torch_probabilities(version: ModelVersion, texts: list[str]) -> np.ndarray:
-    from catalog.storage import artifact_materialize
+    from catalog.storage import artifact_materialize, artifact_tmpdir
     from runners.families import text_classifier
 
-    with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
-        model_dir = artifact_materialize(version.files, Path(tmp))
+    with artifact_tmpdir() as tmp:
+        model_dir = artifact_materialize(version.files, tmp / "model")
         return text_classifier.predict(model_dir, texts, device="cpu")
 
 

@@ -56,12 +56,25 @@ def post_worker_init(worker: object) -> None:
     # Warm the worker before it takes requests: the facet index and the
     # hybrid search's query encoder load here, not on a client's first search.
     import logging
+    import threading
 
     from django.contrib.auth.models import AnonymousUser
     from django.db import connections
 
     from catalog.selectors.search import SearchParams, model_search
+    from catalog.storage import artifact_tmp_sweep
 
+    def sweep() -> None:
+        try:
+            # What a killed worker left (a partial upload): its lock is free now.
+            artifact_tmp_sweep()
+        except OSError:
+            logging.getLogger(__name__).exception("could not sweep ARTIFACT_TMP_DIR")
+
+    # A little later: the sweep spares entries touched in the last 2 s.
+    timer = threading.Timer(5.0, sweep)
+    timer.daemon = True
+    timer.start()
     try:
         model_search(user=AnonymousUser(), params=SearchParams(q="warm up"))
     except Exception:  # a cold worker still serves

@@ -427,6 +427,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MODEL_MAX_BYTES = env.int("MODEL_MAX_BYTES", default=8 * 1024**3)
 MODEL_MAX_FILES = env.int("MODEL_MAX_FILES", default=100)  # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FILES (100)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Upload temporary files live beside the artifact store's, locked by their
+# request: a web worker killed mid-upload leaves nothing that the sweep
+# (catalog.storage.artifact_tmp_sweep, run when a web or Celery worker starts)
+# does not remove.
+FILE_UPLOAD_TEMP_DIR = str(ARTIFACT_TMP_DIR)
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "catalog.uploads.LockedTemporaryFileUploadHandler",
+]
 # A running job whose heartbeat is older than this is taken to have lost its
 # worker and is claimed again (by a worker starting or finishing a task).
 FINETUNE_STALE_AFTER_S = env.int("FINETUNE_STALE_AFTER_S", default=120)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 
 from catalog.models import ModelVersion, Variant, VariantStatus, VersionStatus
 from catalog.services.retry import db_retry
-from catalog.storage import artifact_materialize, artifact_put_path
+from catalog.storage import artifact_materialize, artifact_put_path, artifact_tmpdir
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
     done = set(Variant.objects.filter(version=version).values_list("name", flat=True))
     if all(spec.name in done for spec in SPECS):
         return list(version.variants.all())
-    with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
+    with artifact_tmpdir() as tmp:
         model_dir = artifact_materialize(version.files, Path(tmp) / "model")
         results = compile_version(
             family=version.family,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -45,7 +44,7 @@ from catalog.services.registry import (
     registered_model_create,
 )
 from catalog.services.retry import TRANSIENT_DB_ERRORS, db_retry
-from catalog.storage import artifact_materialize
+from catalog.storage import artifact_materialize, artifact_tmpdir
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +279,7 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     heartbeat.start()
     try:
         params = text_classifier.FitParams.from_dict(job.hyperparameters)
-        with tempfile.TemporaryDirectory(dir=settings.ARTIFACT_TMP_DIR) as tmp:
+        with artifact_tmpdir() as tmp:
             base_dir = artifact_materialize(job.base_version.files, Path(tmp) / "base")
             from catalog.services.datasets import dataset_load
 
