@@ -135,6 +135,11 @@ def test_an_evaluation_runs_on_a_worker_and_ranks_models_on_a_leaderboard(
     page.force_login(user)
     html = page.get(f"/datasets/{dataset}/leaderboard/").content.decode()
     assert html.count("<rect") == 2
+    # The evaluation page's poll stops (htmx 286) once it is finished.
+    live = page.get(f"/evaluations/{evaluation_id}/", HTTP_HX_REQUEST="true")
+    assert live.status_code == 286
+    assert 'data-status="succeeded"' in live.content.decode()
+    assert "hx-trigger" not in live.content.decode()
     rows = [line for line in html.splitlines() if "data-slug=" in line and "<tr" in line]
     ranked = sorted(entries.values(), key=lambda e: -e["macro_f1"])
     assert [r.split('data-slug="')[1].split('"')[0] for r in rows] == [e["model"] for e in ranked]
