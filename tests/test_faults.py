@@ -111,6 +111,24 @@ def test_an_unlocked_folder_is_kept_until_its_grace_period_ends(settings: Any) -
     assert artifact_tmp_sweep(grace_s=60) == ["tmpold"]
 
 
+def test_an_upload_being_received_is_locked_and_spared_by_the_sweep(settings: Any) -> None:
+    from catalog.uploads import LockedTemporaryFileUploadHandler
+
+    settings.FILE_UPLOAD_TEMP_DIR = str(settings.ARTIFACT_TMP_DIR)
+    handler = LockedTemporaryFileUploadHandler()
+    handler.new_file("file", "big.csv", "text/csv", 10_000_000)
+    handler.receive_data_chunk(b"text,label\n" * 1000, 0)
+    [partial] = list(Path(settings.ARTIFACT_TMP_DIR).iterdir())
+    assert ".upload" in partial.name
+    _age(partial)
+    assert artifact_tmp_sweep() == []
+    uploaded = handler.file_complete(11_000)
+    assert uploaded is not None
+    assert uploaded.read(11) == b"text,label\n"
+    uploaded.close()  # Django deletes it at the end of the request
+    assert list(Path(settings.ARTIFACT_TMP_DIR).iterdir()) == []
+
+
 @pytest.mark.worker
 def test_a_web_worker_killed_mid_upload_leaves_nothing_partial() -> None:
     """bench/faults.py's upload scenario, end to end: gunicorn, SIGKILL, store check."""
