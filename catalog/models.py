@@ -326,10 +326,11 @@ class ModelVersion(models.Model):
         super().save(*args, **kwargs)
 
     def metric(self, name: str) -> float | None:
-        for m in self.metrics.all():
-            if m.name == name:
-                return m.value
-        return None
+        """The version's own figure: its held-out split first (evaluations on a
+        team's data add rows of the same name under other splits), else the
+        oldest row of that name."""
+        rows = sorted((m for m in self.metrics.all() if m.name == name), key=lambda m: (m.split != "holdout", m.pk))
+        return rows[0].value if rows else None
 
 
 class Metric(models.Model):

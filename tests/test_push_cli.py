@@ -537,7 +537,7 @@ def test_push_shows_the_real_apps_refusals(
     # A folder without safetensors weights: the server's reason, and no version.
     assert cli([*base, "--model", f"{team.slug}/Notes", "--token", token]) == 1
     err = capsys.readouterr().err
-    assert "upload failed: HTTP 400" in err
+    assert "upload failed: HTTP 422" in err
     assert "  - files: " in err
     assert not RegisteredModel.objects.get(slug="notes").versions.exists()
 
@@ -548,7 +548,7 @@ def test_push_shows_the_real_apps_refusals(
 
     # A team the user is not in.
     assert cli([*base, "--model", "team-b/Notes", "--token", token]) == 1
-    assert "register failed: HTTP 400" in capsys.readouterr().err
+    assert "register failed: HTTP 422" in capsys.readouterr().err
 
     # A wrong token.
     assert cli([*base, "--model", f"{team.slug}/Other", "--token", "mlk_wrong"]) == 1

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from catalog.api import lists
 from catalog.api.errors import COMMON_ERRORS, ApiError, DatasetInvalidSerializer, Unprocessable, error_responses
+from catalog.api.fields import StrictStringsMixin
 from catalog.api.serializers import DatasetSerializer, JobCreatedSerializer, JobSerializer
 from catalog.models import DatasetVersion, Domain, FineTuneJob, Team, Visibility
 from catalog.selectors.jobs import base_version_resolve, jobs_visible, teams_of
@@ -179,7 +180,7 @@ class HyperparametersSerializer(serializers.Serializer):  # type: ignore[type-ar
         return values
 
 
-class FineTuneRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class FineTuneRequestSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     base = serializers.CharField(help_text="model slug (its production version) or slug@version")
     dataset = serializers.IntegerField(
         min_value=1, max_value=2**31 - 1, help_text="dataset version id from POST /datasets/"

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.api.errors import COMMON_ERRORS, Unprocessable, error_responses
+from catalog.api.fields import StrictStringsMixin
 from catalog.api.serializers import JobSerializer
 from catalog.models import JobStatus
 from catalog.selectors.jobs import jobs_visible
@@ -104,7 +105,7 @@ class EvaluationPageSerializer(PageSerializer):
     results = EvaluationSerializer(many=True)
 
 
-class EvaluationCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class EvaluationCreateSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     dataset = serializers.IntegerField(help_text="A dataset version id of one of your teams.")
     models = serializers.ListField(
         child=serializers.SlugField(), min_length=1, help_text="Slugs of visible text classifiers."
@@ -124,7 +125,8 @@ def _page_url(request: Request, page: int) -> str:
 
 
 def _params(request: Request, cls: type[ListParams]) -> dict[str, Any]:
-    params = cls(data=request.query_params)
+    # A plain dict: with a QueryDict, DRF takes an empty ``team=`` for "absent".
+    params = cls(data=request.query_params.dict())
     params.is_valid(raise_exception=True)
     return dict(params.validated_data)
 

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from catalog.api.errors import COMMON_ERRORS, NOT_FOUND_EXAMPLE, ApiError, error_responses
+from catalog.api.fields import StrictStringsMixin
 from catalog.selectors.visibility import models_visible
 from catalog.services.predict import PredictUnavailable, input_limits, predict_texts, predict_variant
 from modellibrary.security.throttling import ApiAnonRateThrottle, ApiUserRateThrottle, _rate
@@ -39,7 +40,7 @@ class PredictRateThrottle(ScopedRateThrottle):
         return super(ScopedRateThrottle, self).allow_request(request, view)
 
 
-class PredictRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class PredictRequestSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     inputs = serializers.ListField(
         child=serializers.CharField(allow_blank=False, trim_whitespace=False, max_length=100_000),
         min_length=1,
@@ -48,11 +49,6 @@ class PredictRequestSerializer(serializers.Serializer):  # type: ignore[type-arg
     )
     version = serializers.IntegerField(required=False, min_value=1, help_text="A version number.")
     alias = serializers.SlugField(required=False, max_length=40, help_text="An alias, e.g. production.")
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "version" in attrs and "alias" in attrs:
-            raise serializers.ValidationError({"alias": ["Give a version or an alias, not both."]})
-        return attrs
 
 
 class PredictionSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -100,6 +96,13 @@ def model_predict(request: Request, slug: str) -> Response:
     form = PredictRequestSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data
+    if "version" in data and "alias" in data:
+        raise ApiError(
+            422,
+            "Give a version or an alias, not both.",
+            "unprocessable",
+            errors={"alias": ["Give a version or an alias, not both."]},
+        )
     try:
         version, variant = predict_variant(model=model, version=data.get("version"), alias=data.get("alias", ""))
     except PredictUnavailable as exc:
@@ -120,7 +123,8 @@ def model_predict(request: Request, slug: str) -> Response:
         elif "\x00" in text:
             errors.append(f"Input {i} contains a NUL character.")
     if errors:
-        raise ApiError(400, errors[0], "invalid", errors={"inputs": errors})
+        # Well formed, but beyond what this version takes: 422, every problem listed.
+        raise ApiError(422, errors[0], "unprocessable", errors={"inputs": errors})
     result = predict_texts(version=version, variant=variant, texts=texts)
     body = {
         "predictions": [{"label": p.label, "score": p.score, "scores": p.scores} for p in result.predictions],

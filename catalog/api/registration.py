@@ -25,7 +25,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from catalog.api.errors import COMMON_ERRORS, error_responses
+from catalog.api.errors import COMMON_ERRORS, Unprocessable, error_responses
+from catalog.api.fields import StrictStringsMixin
 from catalog.models import Lifecycle, ModelVersion, RegisteredModel, Visibility
 from catalog.selectors.jobs import teams_of
 from catalog.selectors.visibility import model_get_visible
@@ -57,9 +58,10 @@ def _drf_error(exc: Exception) -> exceptions.APIException:
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc) or "You are not allowed to do this.")
     assert isinstance(exc, DjangoValidationError)
+    # The request matched the schema; the service refused what it asks: 422.
     if hasattr(exc, "error_dict"):
-        return exceptions.ValidationError({k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()})
-    return exceptions.ValidationError({"non_field_errors": exc.messages})
+        return Unprocessable({k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()})
+    return Unprocessable({"non_field_errors": exc.messages})
 
 
 def _model(request: Request, slug: str) -> RegisteredModel:
@@ -112,7 +114,7 @@ class FolderMultiPartParser(BaseParser):
 # --- serializers --------------------------------------------------------------------------
 
 
-class ModelCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ModelCreateSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=200)
     team = serializers.SlugField(required=False, help_text="Team slug; optional when you belong to one team.")
     visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.INTERNAL)
@@ -190,7 +192,7 @@ class VersionCreatedSerializer(serializers.Serializer):  # type: ignore[type-arg
 ALIAS_CHOICES = [(a, a) for a in reg.ALIASES]
 
 
-class AliasSetSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class AliasSetSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     alias = serializers.ChoiceField(choices=ALIAS_CHOICES)
     version = serializers.IntegerField(min_value=1, help_text="version number")
 
@@ -201,7 +203,7 @@ class AliasSerializer(serializers.Serializer):  # type: ignore[type-arg]
     version = serializers.IntegerField()
 
 
-class LifecycleSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class LifecycleSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     state = serializers.ChoiceField(choices=Lifecycle.choices)
     version = serializers.IntegerField(
         min_value=1, required=False, allow_null=True, help_text="a version number; the whole model when left out"
@@ -216,7 +218,7 @@ class LifecycleStateSerializer(serializers.Serializer):  # type: ignore[type-arg
     reason = serializers.CharField()
 
 
-class CardSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CardSerializer(StrictStringsMixin, serializers.Serializer):  # type: ignore[type-arg]
     card = serializers.CharField(allow_blank=True, help_text="Markdown, optional YAML front matter")
 
 
@@ -233,7 +235,7 @@ MODEL_CREATE_SCHEMA: dict[str, Any] = {
     "request": ModelCreateSerializer,
     "responses": {
         201: ModelCreatedSerializer,
-        **error_responses(400, 401, 403, 409, *COMMON_ERRORS),
+        **error_responses(400, 401, 403, 409, 415, 422, *COMMON_ERRORS),
     },
     "description": "Register a new (empty) model in one of your teams (member role). Then POST its "
     "files to `versions_url`. 409 when a model with the same slug exists.",
@@ -252,11 +254,11 @@ def model_create(request: Request) -> Response:
     if data.get("team"):
         team = teams.filter(slug=data["team"]).first()
         if team is None:
-            raise exceptions.ValidationError({"team": [f"You are not a member of a team {data['team']!r}."]})
+            raise Unprocessable({"team": [f"You are not a member of a team {data['team']!r}."]})
     else:
         mine = list(teams[:2])
         if len(mine) != 1:
-            raise exceptions.ValidationError(
+            raise Unprocessable(
                 {"team": ["Name the team (you belong to several)." if mine else "You belong to no team."]}
             )
         team = mine[0]
@@ -368,7 +370,7 @@ def folder_store(uploads: list[Any]) -> dict[str, str]:
             sha256 = upload_store(upload)
             if name in files:
                 reg.blobs_discard_unreferenced({*files.values(), sha256})
-                raise exceptions.ValidationError({"files": [f"{name!r} was sent twice."]})
+                raise Unprocessable({"files": [f"{name!r} was sent twice."]})
             files[name] = sha256
     finally:
         for upload in uploads:  # temporary files not moved into the store
@@ -380,7 +382,7 @@ def folder_store(uploads: list[Any]) -> dict[str, str]:
     request={"multipart/form-data": VersionUploadSerializer},
     responses={
         201: VersionCreatedSerializer,
-        **error_responses(400, 401, 403, 404, 411, 413, 415, *COMMON_ERRORS),
+        **error_responses(400, 401, 403, 404, 411, 413, 415, 422, *COMMON_ERRORS),
     },
     description="Upload a Hugging Face-format folder as a new immutable version (member role). "
     "Files are streamed to temporary files and hashed into the content-addressed store; the "
@@ -406,14 +408,14 @@ def model_versions_create(request: Request, slug: str) -> Response:
         use_hashing_upload_handler(request._request)
     uploads = request.FILES.getlist("files")
     if not uploads:
-        raise exceptions.ValidationError({"files": ["Send the folder's files as multipart `files` parts."]})
+        raise Unprocessable({"files": ["Send the folder's files as multipart `files` parts."]})
     message = str(request.POST.get("message", ""))[:2000]
     files = folder_store(uploads)
     try:
         version = reg.version_register(user=request.user, registered_model=model, files=files, message=message)
     except (DjangoValidationError, DjangoPermissionDenied) as exc:
         if isinstance(exc, reg.IntakeRefused):
-            raise exceptions.ValidationError({"files": exc.messages}) from exc
+            raise Unprocessable({"files": exc.messages}) from exc
         raise _drf_error(exc) from exc
     return Response(version_created_body(request, version), status=status.HTTP_201_CREATED)
 
@@ -423,7 +425,7 @@ def model_versions_create(request: Request, slug: str) -> Response:
 
 @extend_schema(
     request=AliasSetSerializer,
-    responses={200: AliasSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
+    responses={200: AliasSerializer, **error_responses(400, 401, 403, 404, 422, *COMMON_ERRORS)},
     description="Promote a version to `production` or `staging` (maintainer role). Refused with the "
     "reason for a version that is below the quality gate, not ready, deprecated or archived.",
 )
@@ -436,7 +438,7 @@ def model_aliases_set(request: Request, slug: str) -> Response:
     form.is_valid(raise_exception=True)
     version = model.versions.filter(version=form.validated_data["version"]).first()
     if version is None:
-        raise exceptions.ValidationError({"version": [f"{model.slug} has no v{form.validated_data['version']}."]})
+        raise Unprocessable({"version": [f"{model.slug} has no v{form.validated_data['version']}."]})
     try:
         reg.alias_set_checked(
             user=request.user, registered_model=model, name=form.validated_data["alias"], version=version
@@ -448,7 +450,7 @@ def model_aliases_set(request: Request, slug: str) -> Response:
 
 @extend_schema(
     request=None,
-    responses={204: OpenApiResponse(description="Demoted."), **error_responses(401, 403, 404, *COMMON_ERRORS)},
+    responses={204: OpenApiResponse(description="Demoted."), **error_responses(401, 403, 404, 422, *COMMON_ERRORS)},
     description="Demote: remove the alias (maintainer role).",
 )
 @api_view(["DELETE"])
@@ -469,7 +471,7 @@ def model_alias_delete(request: Request, slug: str, alias: str) -> Response:
 
 @extend_schema(
     request=LifecycleSerializer,
-    responses={200: LifecycleStateSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
+    responses={200: LifecycleStateSerializer, **error_responses(400, 401, 403, 404, 422, *COMMON_ERRORS)},
     description="Deprecate, archive or restore (`active`) the model or one version (maintainer role). "
     "Deprecated and archived models leave search results but stay resolvable by exact version.",
 )
@@ -485,7 +487,7 @@ def model_lifecycle(request: Request, slug: str) -> Response:
     if data.get("version"):
         version = model.versions.filter(version=data["version"]).first()
         if version is None:
-            raise exceptions.ValidationError({"version": [f"{model.slug} has no v{data['version']}."]})
+            raise Unprocessable({"version": [f"{model.slug} has no v{data['version']}."]})
     try:
         target = reg.lifecycle_set(
             user=request.user, registered_model=model, state=data["state"], version=version, reason=data["reason"]
@@ -504,7 +506,7 @@ def model_lifecycle(request: Request, slug: str) -> Response:
 
 @extend_schema(
     request=CardSerializer,
-    responses={200: CardStateSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
+    responses={200: CardStateSerializer, **error_responses(400, 401, 403, 404, 422, *COMMON_ERRORS)},
     description="Replace the model card (maintainer role). YAML front matter (`license`, `tags`, "
     "`datasets`, `language`) is read into fields; the Markdown is rendered sanitised.",
 )

@@ -9,8 +9,9 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -49,6 +50,7 @@ def _page_url(request: Request, page: int) -> str:
 )
 @extend_schema(methods=["POST"], **registration.MODEL_CREATE_SCHEMA)
 @api_view(["GET", "POST"])
+@parser_classes([JSONParser])  # a new model is described in JSON (form fields would blur "" and absent)
 def models_list(request: Request) -> Response:
     if request.method == "POST":  # registration (catalog.api.registration)
         return registration.model_create(request)

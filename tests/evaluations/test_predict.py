@@ -63,15 +63,15 @@ def test_predict_validates_inputs_against_the_schema(make_text_classifier: Calla
     model = make_text_classifier("Limited", input_schema={"type": "text", "max_tokens": 64, "max_chars": 20})
     client = Client()
     too_many = _predict(client, model.slug, {"inputs": ["a", "b", "c", "d"]})
-    assert too_many.status_code == 400
-    assert too_many.json()["code"] == "invalid"
+    assert too_many.status_code == 422  # well formed, beyond this version's limits
+    assert too_many.json()["code"] == "unprocessable"
     assert "At most 3 inputs" in too_many.json()["errors"]["inputs"][0]
     too_long = _predict(client, model.slug, {"inputs": ["x" * 21]})
-    assert too_long.status_code == 400
+    assert too_long.status_code == 422
     assert "limit is 20" in too_long.json()["detail"]
     assert _predict(client, model.slug, {"inputs": []}).status_code == 400
     assert _predict(client, model.slug, {"inputs": "not a list"}).status_code == 400
-    assert _predict(client, model.slug, {"inputs": ["ok"], "version": 1, "alias": "production"}).status_code == 400
+    assert _predict(client, model.slug, {"inputs": ["ok"], "version": 1, "alias": "production"}).status_code == 422
     missing_version = _predict(client, model.slug, {"inputs": ["ok"], "version": 7})
     assert missing_version.status_code == 422
     assert "version" in missing_version.json()["errors"]

@@ -162,3 +162,13 @@ def test_an_empty_dataset_file_is_a_422_and_empty_query_values_are_not_omitted(
     make_model("Router")
     # `version=` is not an integer (the schema says so); DRF's form reading would have ignored it.
     assert APIClient().get("/api/v1/models/router/resolve?version=").status_code == 400
+
+
+def test_a_number_where_a_string_is_promised_is_refused(make_team: Any, make_user: Any, taxonomy: None) -> None:
+    from tests.catalog.api.tokens import client_for
+
+    client = client_for(make_user("carol", make_team("Team C")))
+    response = client.post("/api/v1/models/", {"name": 2.5, "summary": 1}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"name", "summary"}
+    assert client.post("/api/v1/models/", {"name": "Real name"}, format="json").status_code == 201

@@ -83,7 +83,7 @@ def create(client: APIClient, name: str = "Ticket router", **body: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("who", "expected"), [("anonymous", 401), ("viewer", 403), ("member", 201), ("maintainer", 201), ("outsider", 400)]
+    ("who", "expected"), [("anonymous", 401), ("viewer", 403), ("member", 201), ("maintainer", 201), ("outsider", 422)]
 )
 def test_create_model_route_by_role(clients: dict[str, APIClient], who: str, expected: int) -> None:
     response = create(clients[who], visibility="private", domain="general/news")
@@ -105,7 +105,7 @@ def test_create_conflict_and_bad_tree(clients: dict[str, APIClient]) -> None:
     assert again.status_code == 409
     assert again.json()["code"] == "exists"
     bad = create(clients["member"], name="Other", modality="no/such/node")
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert "modality" in bad.json()["errors"]
 
 
@@ -185,9 +185,9 @@ def test_pickle_upload_refused_and_nothing_stored(
     files.pop("model.safetensors")
     files["pytorch_model.bin"] = b"\x80\x04\x95 a pickle"
     response = upload(clients["member"], "ticket-router", files)
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
-    assert body["code"] == "invalid"
+    assert body["code"] == "unprocessable"
     assert "pickle" in " ".join(body["errors"]["files"])
     assert not ModelVersion.objects.exists()
     assert not [p for p in artifact_store.rglob("*") if p.is_file()]
@@ -200,7 +200,7 @@ def test_traversal_names_refused(clients: dict[str, APIClient], folder: Path, na
     files = folder_bytes(folder)
     files[name] = files.pop("config.json")
     response = upload_raw(clients["member"], "ticket-router", files)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "config.json" in " ".join(response.json()["errors"]["files"])
     assert not ModelVersion.objects.exists()
     # The same folder with plain names is accepted (the refusal was the name).
@@ -231,7 +231,7 @@ def test_promotion_route_by_role_and_gate(clients: dict[str, APIClient], folder:
     assert clients["member"].post(compile_url).status_code == 202
     ModelVersion.objects.filter(version=1).update(status=VersionStatus.BELOW_GATE)
     refused = clients["maintainer"].post(url, {"alias": "staging", "version": 1}, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 422
     assert "below the quality gate" in refused.json()["detail"] + str(refused.json()["errors"])
     assert clients["member"].delete(f"{url}production/").status_code == 403
     assert clients["maintainer"].delete(f"{url}production/").status_code == 204
