@@ -64,7 +64,7 @@ def test_fine_tune_from_the_form_and_watch_the_job(
         )
         page.wait_for_selector("#evaluation", timeout=120_000)
         assert page.locator("#job-status").inner_text() == "Succeeded"
-        assert page.locator("svg.loss polyline").count() == 1
+        assert page.locator("svg.loss polyline").count() >= 1  # the job's curve (and one per recipe trial)
         assert "Macro precision" in page.locator("#evaluation").inner_text()
         page.click("text=Ticket router v1")
         assert "Fine-tune job #" in page.locator("#lineage").inner_text()

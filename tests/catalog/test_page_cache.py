@@ -28,7 +28,7 @@ HOT_ROUTES = [
     # (path, queries on a warm process with the whole-answer cache off)
     ("/api/v1/models/?q=sentiment", 5),
     ("/api/v1/models/?modality=text", 4),
-    ("/api/v1/models/sentiment-classifier/", 10),
+    ("/api/v1/models/sentiment-classifier/", 11),  # + the lineage visibility check
     ("/api/v1/models/sentiment-classifier/resolve", 4),
     ("/", 3),
     ("/models/sentiment-classifier/", 12),
