@@ -38,10 +38,12 @@ class StaleJobReaper(bootsteps.StartStopStep):
 def _reap_stale_jobs() -> None:
     from django.db import close_old_connections
 
+    from catalog.services.compile import compile_requeue_stale
     from catalog.services.finetune import finetune_requeue_stale
 
     try:
         finetune_requeue_stale()
+        compile_requeue_stale()
     except Exception:  # never let the timer die
         import logging
 

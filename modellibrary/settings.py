@@ -446,3 +446,6 @@ DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=10)
 DB_RETRY_FIRST_DELAY_S = env.float("DB_RETRY_FIRST_DELAY_S", default=0.5)
 # Queue a compile (ONNX variants) whenever a version becomes ready.
 COMPILE_ON_READY = env.bool("COMPILE_ON_READY", default=True)
+# A compile whose variants are still pending after this long lost its worker
+# (kill -9, machine gone) and is queued again by the next worker's check.
+COMPILE_STALE_AFTER_S = env.int("COMPILE_STALE_AFTER_S", default=1800)

@@ -97,52 +97,105 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
     done = set(Variant.objects.filter(version=version).values_list("name", flat=True))
     if all(spec.name in done for spec in SPECS):
         return list(version.variants.all())
-    with artifact_tmpdir() as tmp:
-        model_dir = artifact_materialize(version.files, Path(tmp) / "model")
-        results = compile_version(
-            family=version.family,
-            model_dir=model_dir,
-            work=Path(tmp) / "work",
-            eval_inputs=_eval_inputs(version, model_dir),
-            manifest_base=_manifest_base(version),
-            skip=done,
-            corrupt=corrupt,
-        )
-        for r in results:
-            stored = artifact_put_path(r.bundle_path) if r.bundle_path is not None else None
-            batch1 = next((lat for lat in r.latency if lat.batch == 1), None)
-            # The bundle is stored; recording it is retried on a transient
-            # database error (idempotent: one row per version/name/hardware).
-            record = partial(
-                Variant.objects.update_or_create,
+    # Pending rows say "a compile is under way" (the page shows them); a worker
+    # killed mid-compile leaves them, and compile_requeue_stale starts it again.
+    for spec in SPECS:
+        if spec.name not in done:
+            Variant.objects.get_or_create(
                 version=version,
-                name=r.spec.name,
-                hardware=r.spec.hardware,
-                defaults={
-                    "format": r.spec.format,
-                    "precision": r.spec.precision,
-                    "runtime": r.spec.runtime,
-                    "opset": r.opset,
-                    "toolchain": r.toolchain,
-                    "status": r.status,
-                    "status_reason": r.reason,
-                    "sha256": stored.sha256 if stored else "",
-                    "size": stored.size if stored else None,
-                    "parity": r.parity.__dict__ if r.parity else {},
-                    "latency": {
-                        str(lat.batch): {
-                            "p50_ms": lat.p50_ms,
-                            "p95_ms": lat.p95_ms,
-                            "runs": lat.runs,
-                            "sequence_length": lat.sequence_length,
-                        }
-                        for lat in r.latency
-                    },
-                    "latency_p50_ms": batch1.p50_ms if batch1 else None,
-                    "latency_p95_ms": batch1.p95_ms if batch1 else None,
-                    "hardware_fingerprint": r.fingerprint,
-                },
+                name=spec.name,
+                hardware=spec.hardware,
+                defaults={"format": spec.format, "precision": spec.precision, "runtime": spec.runtime},
             )
-            db_retry(record, what=f"{version} {r.spec.name}: record variant")
-            log.info("%s %s: %s %s", version, r.spec.name, r.status, r.reason)
+    try:
+        with artifact_tmpdir() as tmp:
+            model_dir = artifact_materialize(version.files, Path(tmp) / "model")
+            results = compile_version(
+                family=version.family,
+                model_dir=model_dir,
+                work=Path(tmp) / "work",
+                eval_inputs=_eval_inputs(version, model_dir),
+                manifest_base=_manifest_base(version),
+                skip=done,
+                corrupt=corrupt,
+            )
+            _record(version, results)
+    except Exception as exc:
+        # A compile that cannot run at all says why, and is not retried by the
+        # stale-compile check (only pending rows are).
+        Variant.objects.filter(version=version, status=VariantStatus.PENDING).update(
+            status=VariantStatus.FAILED, status_reason=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise
+    Variant.objects.filter(version=version, status=VariantStatus.PENDING).update(
+        status=VariantStatus.FAILED, status_reason="the compile produced no result for this variant"
+    )
     return list(version.variants.all())
+
+
+def _record(version: ModelVersion, results: list[Any]) -> None:
+    for r in results:
+        stored = artifact_put_path(r.bundle_path) if r.bundle_path is not None else None
+        batch1 = next((lat for lat in r.latency if lat.batch == 1), None)
+        # The bundle is stored; recording it is retried on a transient
+        # database error (idempotent: one row per version/name/hardware).
+        record = partial(
+            Variant.objects.update_or_create,
+            version=version,
+            name=r.spec.name,
+            hardware=r.spec.hardware,
+            defaults={
+                "format": r.spec.format,
+                "precision": r.spec.precision,
+                "runtime": r.spec.runtime,
+                "opset": r.opset,
+                "toolchain": r.toolchain,
+                "status": r.status,
+                "status_reason": r.reason,
+                "sha256": stored.sha256 if stored else "",
+                "size": stored.size if stored else None,
+                "parity": r.parity.__dict__ if r.parity else {},
+                "latency": {
+                    str(lat.batch): {
+                        "p50_ms": lat.p50_ms,
+                        "p95_ms": lat.p95_ms,
+                        "runs": lat.runs,
+                        "sequence_length": lat.sequence_length,
+                    }
+                    for lat in r.latency
+                },
+                "latency_p50_ms": batch1.p50_ms if batch1 else None,
+                "latency_p95_ms": batch1.p95_ms if batch1 else None,
+                "hardware_fingerprint": r.fingerprint,
+            },
+        )
+        db_retry(record, what=f"{version} {r.spec.name}: record variant")
+        log.info("%s %s: %s %s", version, r.spec.name, r.status, r.reason)
+
+
+def compile_requeue_stale() -> list[int]:
+    """Start again the compiles whose worker died: their variants are still
+    ``pending`` after ``COMPILE_STALE_AFTER_S`` (a broker such as kombu's
+    filesystem transport never redelivers the message of a killed worker).
+    Each version is claimed with a conditional UPDATE, so that only one worker
+    re-enqueues it; a second delivery would only redo work, never duplicate rows."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.COMPILE_STALE_AFTER_S)
+    stale = set(
+        Variant.objects.filter(status=VariantStatus.PENDING, created_at__lt=cutoff).values_list("version_id", flat=True)
+    )
+    requeued = []
+    for version_id in sorted(stale):
+        claimed = Variant.objects.filter(
+            version_id=version_id, status=VariantStatus.PENDING, created_at__lt=cutoff
+        ).update(created_at=now)
+        if claimed:
+            log.warning("compile of version %s went stale (its worker died?): queued again", version_id)
+            compile_enqueue(version_id=version_id)
+            requeued.append(version_id)
+    return requeued
