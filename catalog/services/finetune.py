@@ -28,6 +28,7 @@ from django.utils.text import slugify
 
 from catalog.models import (
     DatasetVersion,
+    Domain,
     FineTuneJob,
     JobStatus,
     ModelVersion,
@@ -384,7 +385,9 @@ def finetune_register(
                 visibility=job.visibility,
                 modality=base_model.modality,
                 result_kind=ResultKind.objects.get(path=kind),
-                domain=dataset.domain or base_model.domain,
+                # What it learned from is the dataset; with no domain given, "general"
+                # (never the base model's, which described other data).
+                domain=dataset.domain or Domain.objects.filter(path="general").first() or base_model.domain,
                 summary=f"Classifies text into {', '.join(result.labels[:6])}"
                 + ("…" if len(result.labels) > 6 else "")
                 + _lineage_phrase(job=job),

@@ -84,6 +84,8 @@ def test_finetune_job_end_to_end_in_process(
     assert version.finetune_job.pk == job_id
     assert version.registered_model.result_kind.path == "classification/multiclass"
     assert version.registered_model.modality.path == "text/natural-language/english"
+    # The dataset named no domain: "general", not the base model's (general/wikipedia).
+    assert version.registered_model.domain.path == "general"
     assert version.metrics.get(name="macro_precision").evaluation_dataset_version_id == dataset
     assert version.code_version.startswith("runners.families.text_classifier@")
     # Running the same job again (a redelivered message) changes nothing.
