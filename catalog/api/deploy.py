@@ -185,6 +185,31 @@ class BundleNegotiation(DefaultContentNegotiation):
         return first, first.media_type
 
 
+def ranged_file_response(
+    *, sha256: str, size: int, span: tuple[int, int] | None, head: bool, content_type: str
+) -> HttpResponseBase:
+    """A stored blob as a 200 (``span`` None) or a 206 of ``span``; HEAD gets the
+    headers only. Whole files go out through sendfile (wsgi.file_wrapper);
+    ranges are read in 1 MiB pieces, not FileResponse's default 4 KiB. Raises
+    what opening the blob raises (a missing file)."""
+    start, end = (0, size - 1) if span is None else span
+    length = end - start + 1 if size else 0
+    status = 200 if span is None else 206
+    response: HttpResponseBase
+    if head:
+        response = HttpResponse(status=status)
+    else:
+        body = artifact_open(sha256) if span is None else artifact_open_range(sha256, start, length)
+        streamed = FileResponse(body, status=status, content_type=content_type)
+        streamed.block_size = 1 << 20
+        response = streamed
+    response["Content-Type"] = content_type
+    response["Content-Length"] = str(length)
+    if status == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return response
+
+
 def _response_header(name: str, codes: list[int], description: str = "") -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.HEADER, description=description, response=codes)
 
@@ -299,34 +324,19 @@ def variant_download(request: Request, variant_id: int) -> HttpResponseBase:
             "range_not_satisfiable",
             headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
         ) from None
-    start, end = (0, size - 1) if span is None else span
-    length = end - start + 1 if size else 0
-    status = 200 if span is None else 206
-    response: HttpResponseBase
-    if request.method == "HEAD":
-        if not artifact_exists(variant.sha256):
-            log.error("variant %s: blob %s is missing", variant.pk, variant.sha256)
-            raise missing
-        response = HttpResponse(status=status)
-    else:
-        try:
-            body = (
-                artifact_open(variant.sha256) if status == 200 else artifact_open_range(variant.sha256, start, length)
-            )
-        except (FileNotFoundError, OSError) as exc:
-            log.error("variant %s: blob %s cannot be opened: %s", variant.pk, variant.sha256, exc)
-            raise missing from exc
-        if start == 0:
-            Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
-        streamed = FileResponse(body, status=status, content_type="application/x-tar")
-        # Full files go out through sendfile (wsgi.file_wrapper); ranges are
-        # read in 1 MiB pieces, not FileResponse's default 4 KiB.
-        streamed.block_size = 1 << 20
-        response = streamed
-    response["Content-Type"] = "application/x-tar"
-    response["Content-Length"] = str(length)
-    if status == 206:
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    head = request.method == "HEAD"
+    if head and not artifact_exists(variant.sha256):
+        log.error("variant %s: blob %s is missing", variant.pk, variant.sha256)
+        raise missing
+    try:
+        response = ranged_file_response(
+            sha256=variant.sha256, size=size, span=span, head=head, content_type="application/x-tar"
+        )
+    except (FileNotFoundError, OSError) as exc:
+        log.error("variant %s: blob %s cannot be opened: %s", variant.pk, variant.sha256, exc)
+        raise missing from exc
+    if not head and (span is None or span[0] == 0):  # a download starts (not a resumed range)
+        Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
     for k, v in common.items():
         response[k] = v
     return response

@@ -18,17 +18,17 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from catalog.api.deploy import RangeNotSatisfiable, _parse_range
+from catalog.api.deploy import RangeNotSatisfiable, _parse_range, ranged_file_response
 from catalog.hub import selectors, serializers, services
 from catalog.hub.auth import hub_user
 from catalog.hub.errors import HubError, entry_not_found, error_response, repo_not_found
 from catalog.models import RegisteredModel, Visibility
-from catalog.storage import artifact_key, artifact_open, artifact_open_range, artifact_storage
+from catalog.storage import artifact_key, artifact_storage
 
 XET_DISABLED_MESSAGE = (
     "This server does not support the Xet storage protocol. "
@@ -346,21 +346,9 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, file
         for key, value in common.items():
             refused[key] = value
         return refused
-    start, end = (0, size - 1) if span is None else span
-    length = end - start + 1 if size else 0
-    status = 200 if span is None else 206
-    response: HttpResponseBase
-    if request.method == "HEAD":
-        response = HttpResponse(status=status)
-    else:
-        body = artifact_open(sha256) if status == 200 else artifact_open_range(sha256, start, length)
-        streamed = FileResponse(body, status=status, content_type="application/octet-stream")
-        streamed.block_size = 1 << 20
-        response = streamed
-    response["Content-Type"] = "application/octet-stream"
-    response["Content-Length"] = str(length)
-    if status == 206:
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response = ranged_file_response(
+        sha256=sha256, size=size, span=span, head=request.method == "HEAD", content_type="application/octet-stream"
+    )
     for key, value in common.items():
         response[key] = value
     return response
