@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -25,7 +25,9 @@ from catalog.api.serializers import (
     TaxonomySerializer,
 )
 from catalog.models import Alias, ModelVersion
-from catalog.selectors.search import model_search
+from catalog.selectors.documents import Viewer, json_bytes, list_rows, model_detail_json
+from catalog.selectors.facet_index import facet_index
+from catalog.selectors.search import SearchResult, model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import models_visible
 from catalog.taxonomy import TAXONOMIES
@@ -51,7 +53,7 @@ def _page_url(request: Request, page: int) -> str:
 @extend_schema(methods=["POST"], **registration.MODEL_CREATE_SCHEMA)
 @api_view(["GET", "POST"])
 @parser_classes([JSONParser])  # a new model is described in JSON (form fields would blur "" and absent)
-def models_list(request: Request) -> Response:
+def models_list(request: Request) -> HttpResponse | Response:
     if request.method == "POST":  # registration (catalog.api.registration)
         return registration.model_create(request)
     params = SearchParamsSerializer(data=request.query_params)
@@ -73,32 +75,64 @@ def models_list(request: Request) -> Response:
             f"{'s' if result.total != 1 else ''}.",
             code="page_not_found",
         )
-    rows = result.page(page, size)
+    head: dict[str, Any] = {
+        "count": result.total,
+        "page": page,
+        "pages": last_page,
+        "next": _page_url(request, page + 1) if page < last_page else None,
+        "previous": _page_url(request, page - 1) if page > 1 else None,
+    }
+    if _wants_json(request):
+        # Ready row JSON joined into the page (catalog/selectors/documents.py):
+        # the same bytes the serializer and JSONRenderer give, without them.
+        start = (page - 1) * size
+        rows = list_rows(result.index, [int(i) for i in result.ids[start : start + size]], _base(request))
+        body = json_bytes(head)[:-1] + b',"results":[' + b",".join(rows) + b'],"facets":'
+        return _json_response(body + json_bytes(_facets(result)) + b"}")
+    rows_ = result.page(page, size)
     return Response(
         {
-            "count": result.total,
-            "page": page,
-            "pages": last_page,
-            "next": _page_url(request, page + 1) if page < last_page else None,
-            "previous": _page_url(request, page - 1) if page > 1 else None,
-            "results": ModelSummarySerializer(rows, many=True, context={"request": request}).data,
-            "facets": {
-                **{
-                    kind: [n.as_dict(prune=True) for n in result.facets.get(kind, []) if n.count] for kind in TAXONOMIES
-                },
-                "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
-                "license": [{"value": v, "count": c} for v, c in result.license_counts],
-                "tag": [{"value": v, "count": c} for v, c in result.tag_counts],
-            },
+            **head,
+            "results": ModelSummarySerializer(rows_, many=True, context={"request": request}).data,
+            "facets": _facets(result),
         }
     )
+
+
+def _facets(result: SearchResult) -> dict[str, Any]:
+    return {
+        **{kind: [n.as_dict(prune=True) for n in result.facets.get(kind, []) if n.count] for kind in TAXONOMIES},
+        "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
+        "license": [{"value": v, "count": c} for v, c in result.license_counts],
+        "tag": [{"value": v, "count": c} for v, c in result.tag_counts],
+    }
+
+
+def _wants_json(request: Request) -> bool:
+    """The negotiated renderer is plain JSON (the browsable API renders as before)."""
+    return getattr(request, "accepted_renderer", None) is not None and request.accepted_renderer.format == "json"
+
+
+def _base(request: Request) -> str:
+    """``scheme://host`` as ``build_absolute_uri`` writes it."""
+    return request.build_absolute_uri("/")[:-1]
+
+
+def _json_response(content: bytes) -> HttpResponse:
+    return HttpResponse(content, content_type="application/json")
 
 
 @extend_schema(
     operation_id="models_retrieve", responses={200: ModelDetailSerializer, **error_responses(401, 404, *COMMON_ERRORS)}
 )
 @api_view(["GET"])
-def model_detail(request: Request, slug: str) -> Response:
+def model_detail(request: Request, slug: str) -> HttpResponse | Response:
+    if _wants_json(request):
+        # The model's ready JSON for this generation (catalog/selectors/documents.py).
+        content = model_detail_json(facet_index(), slug=slug, viewer=Viewer.of(request.user), base=_base(request))
+        if content is None:
+            raise Http404("No model with that slug is visible to you.")
+        return _json_response(content)
     versions = ModelVersion.objects.select_related(
         "base_version__registered_model", "dataset_version"
     ).prefetch_related("metrics", "variants")

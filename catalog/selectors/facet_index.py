@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,12 @@ class FacetIndex:
     tag_codes: Codes = field(default_factory=Codes)
     # Search embeddings, one row per entry of ``ids`` (discovery.selectors).
     vectors: VectorIndex | None = None
+    # slug → position in ``ids``.
+    slugs: dict[str, int] = field(default_factory=dict)
+    # Ready JSON of list rows and detail answers, filled on first use and
+    # dropped with this index when the generation token changes
+    # (catalog.selectors.documents).
+    documents: dict[str, dict[Any, Any]] = field(default_factory=dict)
 
     def positions(self, model_ids: list[int] | np.ndarray) -> np.ndarray:
         """Positions in ``ids`` of the given model ids (unknown ids dropped)."""
@@ -122,6 +129,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
             "lifecycle",
             "license",
             "tags",
+            "slug",
         )
     )
     n = len(rows)
@@ -146,6 +154,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
         variant_p95=np.zeros(0, dtype=np.float64),
         variant_codes=Codes(),
     )
+    index.slugs = {r[13]: i for i, r in enumerate(rows)}
     index.active = np.fromiter((r[10] == "active" for r in rows), dtype=bool, count=n)
     index.license = np.fromiter((index.license_codes.code(r[11] or "") for r in rows), dtype=np.int32, count=n)
     pairs = [(i, index.tag_codes.code(str(t))) for i, r in enumerate(rows) for t in dict.fromkeys(r[12] or [])]

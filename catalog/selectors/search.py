@@ -14,7 +14,6 @@ from catalog.models import RegisteredModel
 from catalog.selectors.facet_index import FacetIndex, facet_index
 from catalog.selectors.taxonomy import TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
-from catalog.taxonomy import TAXONOMIES
 
 SORTS = ("relevance", "newest", "precision")
 # Columns a result list never shows; not loading them keeps a page cheap.
@@ -201,13 +200,10 @@ def _hybrid(
             hit[sem_pos] = True
             score[sem_pos] += 1.0 / (RRF_K + np.arange(1, len(sem_pos) + 1))
     slug = slugify(q)
-    if slug:
-        exact = RegisteredModel.objects.filter(slug=slug).values_list("pk", flat=True).first()
-        if exact is not None:
-            pos = index.positions([exact])
-            if len(pos) and mask[pos[0]]:
-                hit[pos[0]] = True
-                score[pos[0]] += EXACT_BONUS
+    exact = index.slugs.get(slug) if slug else None
+    if exact is not None and mask[exact]:
+        hit[exact] = True
+        score[exact] += EXACT_BONUS
     return score, hit
 
 
@@ -263,14 +259,14 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     for kind, column in columns.items():
         path = getattr(p, kind).strip("/")
         if path:
-            model = TAXONOMIES[kind]
-            # The subtree through the indexed path prefix (an empty answer
-            # means the node itself does not exist).
-            subtree = list(model._default_manager.filter(model.subtree_q(path)).values_list("pk", "path"))
-            if not any(node_path == path for _, node_path in subtree):
+            # The node and its subtree, from the tree rows loaded with the
+            # index (same generation: a tree edit changes the token).
+            below = path + "/"
+            subtree = [row[0] for row in index.node_rows[kind] if row[1] == path or row[1].startswith(below)]
+            if not any(row[1] == path for row in index.node_rows[kind]):
                 raise UnknownTaxonomyNode(kind, path)
             selected[kind] = path
-            mask &= np.isin(column, [pk for pk, _ in subtree])
+            mask &= np.isin(column, subtree)
     if p.team:
         team_id = next((t.pk for t in index.teams.values() if t.slug == p.team), None)
         mask &= index.team == (team_id if team_id is not None else -1)
