@@ -263,15 +263,25 @@ def _variant_data(v: Variant, doc: DetailDocument) -> dict[str, Any]:
     return data
 
 
-def _detail_build(index: FacetIndex, model_id: int) -> DetailDocument | None:
-    model = RegisteredModel.objects.filter(pk=model_id).select_related("latest_version").first()
-    if model is None:
-        return None
+def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dict[str, bytes]] | None:
+    """The model's document, and the download counters it was built with."""
+    # The model row comes with its versions (one query); a model without
+    # versions is read alone.
     versions = list(
         ModelVersion.objects.filter(registered_model_id=model_id).select_related(
-            "base_version__registered_model", "dataset_version__dataset"
+            "registered_model", "base_version__registered_model", "dataset_version__dataset"
         )
     )
+    model: RegisteredModel | None
+    if versions:
+        model = versions[0].registered_model
+        by_pk = {v.pk: v for v in versions}
+        if model.latest_version_id in by_pk:
+            model.latest_version = by_pk[model.latest_version_id]
+    else:
+        model = RegisteredModel.objects.filter(pk=model_id).first()
+    if model is None:
+        return None
     version_ids = [v.pk for v in versions]
     metrics: dict[int, list[Metric]] = {}
     variants: dict[int, list[Variant]] = {}
@@ -350,7 +360,8 @@ def _detail_build(index: FacetIndex, model_id: int) -> DetailDocument | None:
         }
     )
     doc.encoded = Encoded.of(data)
-    return doc
+    counts = {f"dl{x.pk}": str(x.download_count).encode() for group in variants.values() for x in group}
+    return doc, counts
 
 
 def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str) -> bytes | None:
@@ -360,20 +371,25 @@ def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str
         return None
     model_id = int(index.ids[position])
     cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
+    values: dict[str, bytes] = {}
     if model_id in cache:
         doc = cache[model_id]
+        if doc is not None and doc.variants:
+            # Bumped by downloads without a new generation: read fresh.
+            fresh = Variant.objects.filter(pk__in=doc.variants.values()).values_list("pk", "download_count")
+            counts = dict(fresh)
+            values.update({name: str(counts.get(pk, 0)).encode() for name, pk in doc.variants.items()})
     else:
-        doc = _detail_build(index, model_id)
+        built = _detail_build(index, model_id)
+        doc = built[0] if built is not None else None
+        if built is not None:
+            values.update(built[1])
         if len(cache) >= DETAIL_CACHE_MAX:
             cache.clear()
         cache[model_id] = doc
     if doc is None:
         return None
-    values: dict[str, bytes] = {"url": model_url(base.encode(), doc.slug)}
+    values["url"] = model_url(base.encode(), doc.slug)
     for name, facts in doc.lineage.items():
         values[name] = json_bytes(facts.render(viewer))
-    if doc.variants:
-        counts = dict(Variant.objects.filter(pk__in=doc.variants.values()).values_list("pk", "download_count"))
-        for name, pk in doc.variants.items():
-            values[name] = str(counts.get(pk, 0)).encode()
     return doc.encoded.render(values)

@@ -147,3 +147,14 @@ def test_the_browsable_api_still_renders(catalogue: dict[str, Any]) -> None:
         assert response["Content-Type"].startswith("text/html")
     body = json.loads(APIClient().get(f"/api/v1/models/{slug}/").content)
     assert body["aliases"] == {"production": 1}
+
+
+def test_a_detail_document_is_built_in_five_queries(catalogue: dict[str, Any], django_assert_num_queries: Any) -> None:
+    client = APIClient()
+    assert client.get(f"/api/v1/models/{catalogue['plain'].slug}/").status_code == 200  # loads the index
+    # The token, the versions with the model row, metrics, variants, aliases.
+    with django_assert_num_queries(5):
+        assert client.get(f"/api/v1/models/{catalogue['child'].slug}/").status_code == 200
+    # Then the token and the download counters only.
+    with django_assert_num_queries(2):
+        assert client.get(f"/api/v1/models/{catalogue['child'].slug}/").status_code == 200
