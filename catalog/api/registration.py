@@ -378,6 +378,53 @@ def folder_store(uploads: list[Any]) -> dict[str, str]:
     return files
 
 
+_UPLOAD_ERRORS: dict[int, type[exceptions.APIException]] = {
+    400: exceptions.ParseError,
+    408: exceptions.ParseError,
+    411: LengthRequired,
+    413: PayloadTooLarge,
+}
+
+
+def folder_receive(request: Any) -> tuple[dict[str, str], str]:
+    """Read the multipart body as it arrives (``catalog.uploads.multipart_store``):
+    every ``files`` part is hashed while written beside the store and renamed
+    into place — one pass over the bytes. ``({name: sha256}, message)``; on
+    bad input the blobs this request stored that nothing else uses are
+    discarded and the error answered as JSON."""
+    from catalog.uploads import MultipartBody, UploadError, multipart_store
+
+    received = MultipartBody()
+    try:
+        multipart_store(
+            request,
+            received,
+            file_fields=frozenset({"files"}),
+            max_files=settings.MODEL_MAX_FILES,
+            max_field_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            max_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS or 1000,
+        )
+    except UploadError as exc:
+        reg.blobs_discard_unreferenced({f.sha256 for f in received.files})
+        if exc.status == 415:
+            raise exceptions.UnsupportedMediaType(request.META.get("CONTENT_TYPE", ""), exc.message) from None
+        error = _UPLOAD_ERRORS.get(exc.status, exceptions.ParseError)
+        raise error(exc.message) from None
+    except BaseException:
+        reg.blobs_discard_unreferenced({f.sha256 for f in received.files})
+        raise
+    files: dict[str, str] = {}
+    for upload in received.files:
+        if upload.name in files:
+            reg.blobs_discard_unreferenced({f.sha256 for f in received.files})
+            raise Unprocessable({"files": [f"{upload.name!r} was sent twice."]})
+        files[upload.name] = upload.sha256
+    if not files:
+        raise Unprocessable({"files": ["Send the folder's files as multipart `files` parts."]})
+    messages = received.fields.get("message") or [""]
+    return files, messages[-1][:2000]
+
+
 @extend_schema(
     request={"multipart/form-data": VersionUploadSerializer},
     responses={
@@ -401,16 +448,16 @@ def model_versions_create(request: Request, slug: str) -> Response:
     except DjangoPermissionDenied as exc:
         raise _drf_error(exc) from exc
     _check_length(request)
-    from catalog.intake.upload import use_hashing_upload_handler
-
-    # Token requests reach here with the body unread; hash each file as it arrives.
-    if not request._request._read_started:  # type: ignore[attr-defined]
-        use_hashing_upload_handler(request._request)
-    uploads = request.FILES.getlist("files")
-    if not uploads:
-        raise Unprocessable({"files": ["Send the folder's files as multipart `files` parts."]})
-    message = str(request.POST.get("message", ""))[:2000]
-    files = folder_store(uploads)
+    if request._request._read_started:  # type: ignore[attr-defined]
+        # A session request: Django's CSRF check parsed the form already
+        # (its files are temporary files; hashed while moved into the store).
+        uploads = request.FILES.getlist("files")
+        if not uploads:
+            raise Unprocessable({"files": ["Send the folder's files as multipart `files` parts."]})
+        message = str(request.POST.get("message", ""))[:2000]
+        files = folder_store(uploads)
+    else:
+        files, message = folder_receive(request._request)
     try:
         version = reg.version_register(user=request.user, registered_model=model, files=files, message=message)
     except (DjangoValidationError, DjangoPermissionDenied) as exc:

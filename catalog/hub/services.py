@@ -26,13 +26,12 @@ from catalog.intake.names import is_pickle, name_problem
 from catalog.models import ModelVersion, RegisteredModel, Team
 from catalog.roles import Role, has_role
 from catalog.storage import (
-    ArtifactIntegrityError,
     StoredArtifact,
     artifact_exists,
-    artifact_key,
     artifact_put,
-    artifact_storage,
+    artifact_size,
 )
+from catalog.uploads import UploadError, body_store
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HIDDEN = re.compile(r"^\.[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
@@ -192,38 +191,19 @@ def lfs_upload_grant(token: str) -> UploadGrant:
     return UploadGrant(model_id=int(data["m"]), user_id=int(data["u"]), oid=str(data["o"]), size=int(data["s"]))
 
 
-class _Bounded:
-    """Reads at most ``limit`` bytes of a stream; notices any byte beyond."""
-
-    def __init__(self, stream: Any, limit: int) -> None:
-        self.stream, self.left, self.overflow = stream, limit, False
-
-    def read(self, size: int = -1) -> bytes:
-        if self.left <= 0:
-            if self.stream.read(1):
-                self.overflow = True
-            return b""
-        want = self.left if size < 0 else min(size, self.left)
-        data: bytes = self.stream.read(want)
-        self.left -= len(data)
-        return data
-
-
-def lfs_upload_receive(*, grant: UploadGrant, stream: Any) -> StoredArtifact:
-    """Stream the PUT body into the store (hashed on the way, never whole in
+def lfs_upload_receive(*, grant: UploadGrant, request: Any) -> StoredArtifact:
+    """Stream the PUT body into the store (``catalog.uploads.body_store``:
+    hashed while written to a temporary file, one pass, never whole in
     memory); it becomes visible only if its sha256 and size are the granted ones.
 
     Raises:
-        HubError: 400 when the bytes are not the announced object.
+        HubError: 400 when the bytes are not the announced object, 411
+            without a Content-Length.
     """
-    body = _Bounded(stream, grant.size)
     try:
-        stored = artifact_put(body, expected_sha256=grant.oid)  # type: ignore[arg-type]
-    except ArtifactIntegrityError:
-        raise HubError(400, "The uploaded bytes do not match the announced sha256; nothing was stored.") from None
-    if stored.size != grant.size or body.overflow:
-        raise HubError(400, f"The upload has {stored.size} bytes, {grant.size} were announced.")
-    return stored
+        return body_store(request, size=grant.size, expected_sha256=grant.oid)
+    except UploadError as exc:
+        raise HubError(exc.status, exc.message) from None
 
 
 # --- commit -------------------------------------------------------------------------
@@ -263,7 +243,7 @@ def commit_lines(stream: IO[bytes] | Any) -> Iterable[dict[str, Any]]:
 
 
 def _stored_size(sha256: str) -> int:
-    return int(artifact_storage().size(artifact_key(sha256)))
+    return artifact_size(sha256)  # a plain blob or a split file (catalog/storage.py)
 
 
 def commit_plan(*, plan: CommitPlan, items: Iterable[dict[str, Any]]) -> CommitPlan:

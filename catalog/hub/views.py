@@ -28,7 +28,7 @@ from catalog.hub import selectors, serializers, services
 from catalog.hub.auth import hub_user
 from catalog.hub.errors import HubError, entry_not_found, error_response, repo_not_found
 from catalog.models import RegisteredModel, Visibility
-from catalog.storage import artifact_key, artifact_storage
+from catalog.storage import artifact_presigned_url
 
 XET_DISABLED_MESSAGE = (
     "This server does not support the Xet storage protocol. "
@@ -256,10 +256,7 @@ def lfs_upload(request: HttpRequest, token: str) -> JsonResponse:
     if model is None or user is None:
         raise HubError(403, "This upload URL is no longer valid; start the upload again.")
     services.write_require(user=user, team=model.team)
-    declared = request.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) != grant.size:
-        raise HubError(400, f"Content-Length is {declared}, the object has {grant.size} bytes.")
-    stored = services.lfs_upload_receive(grant=grant, stream=request)
+    stored = services.lfs_upload_receive(grant=grant, request=request)
     return JsonResponse({"oid": stored.sha256, "size": stored.size})
 
 
@@ -316,14 +313,19 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, file
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, max-age=0",
     }
-    if settings.ARTIFACT_STORAGE == "s3" and settings.ARTIFACT_PRESIGNED_DOWNLOADS and request.method == "GET":
-        # The client drops its Authorization header for another host: a
-        # presigned URL needs none.
-        url = artifact_storage().url(  # type: ignore[call-arg]
-            artifact_key(sha256),
+    # The client drops its Authorization header for another host: a presigned
+    # URL needs none. A file stored split (tensors shared with other versions)
+    # is no single object in the bucket: it is streamed below instead.
+    url = (
+        artifact_presigned_url(
+            sha256,
             parameters={"ResponseContentDisposition": common["Content-Disposition"]},
             expire=settings.ARTIFACT_PRESIGNED_TTL_S,
         )
+        if settings.ARTIFACT_STORAGE == "s3" and settings.ARTIFACT_PRESIGNED_DOWNLOADS and request.method == "GET"
+        else None
+    )
+    if url is not None:
         redirect = HttpResponse(status=302)
         redirect["Location"] = url
         for key, value in common.items():

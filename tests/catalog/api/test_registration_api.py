@@ -112,22 +112,29 @@ def test_create_conflict_and_bad_tree(clients: dict[str, APIClient]) -> None:
 def test_upload_folder_registers_a_version(
     clients: dict[str, APIClient], folder: Path, monkeypatch: pytest.MonkeyPatch, artifact_store: Path
 ) -> None:
-    from catalog.intake import upload as receiving
+    from catalog import uploads
 
     hashed: list[str] = []
-    complete = receiving.HashingUploadHandler.file_complete
+    written = [0]
+    write, store = uploads.BlobWriter.write, uploads.BlobWriter.store
 
-    def spy(self: Any, size: int) -> Any:
-        received = complete(self, size)
-        hashed.append(received.sha256)
-        return received
+    def write_spy(self: Any, data: memoryview) -> None:
+        written[0] += len(data)
+        write(self, data)
 
-    monkeypatch.setattr(receiving.HashingUploadHandler, "file_complete", spy)
+    def store_spy(self: Any, **kwargs: Any) -> Any:
+        stored = store(self, **kwargs)
+        hashed.append(stored.sha256)
+        return stored
+
+    monkeypatch.setattr(uploads.BlobWriter, "write", write_spy)
+    monkeypatch.setattr(uploads.BlobWriter, "store", store_spy)
     assert create(clients["member"]).status_code == 201
     files = folder_bytes(folder)
     response = upload(clients["member"], "ticket-router", files)
-    # Each file was hashed as it arrived (one pass), then moved into the store.
+    # Each file was hashed as it arrived (one pass: every byte written once), then moved into the store.
     assert sorted(hashed) == sorted(hashlib.sha256(d).hexdigest() for d in files.values())
+    assert written[0] == sum(len(d) for d in files.values())
     assert not [p for p in artifact_store.parent.joinpath("tmp").rglob("*") if p.is_file()]
     assert response.status_code == 201, response.content
     body = response.json()
@@ -214,6 +221,41 @@ def test_too_large_refused_by_content_length(clients: dict[str, APIClient], fold
     response = upload(clients["member"], "ticket-router", folder_bytes(folder))
     assert response.status_code == 413
     assert response.json()["code"] == "too_large"
+
+
+def test_a_broken_body_is_a_json_400_and_stores_nothing(
+    clients: dict[str, APIClient], folder: Path, artifact_store: Path
+) -> None:
+    """A body cut short (no closing boundary) after whole files were stored:
+    those files are discarded again; the answer is the API's error shape."""
+    assert create(clients["member"]).status_code == 201
+    boundary = "----cut-short"
+    files = folder_bytes(folder)
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+        for name, data in files.items()
+    )
+    response = clients["member"].generic(
+        "POST",
+        "/api/v1/models/ticket-router/versions/",
+        body + b"--" + boundary.encode() + b'\r\nContent-Disposition: form-data; name="files"; filename="x"\r\n\r\nab',
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "parse_error"
+    assert "closing boundary" in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
+    assert not [p for p in artifact_store.rglob("*") if p.is_file()]
+    assert not [p for p in artifact_store.parent.joinpath("tmp").rglob("*") if p.is_file()]
+
+
+def test_a_body_that_is_not_multipart_is_415(clients: dict[str, APIClient]) -> None:
+    assert create(clients["member"]).status_code == 201
+    response = clients["member"].post("/api/v1/models/ticket-router/versions/", {"files": []}, format="json")
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
 
 
 def test_promotion_route_by_role_and_gate(clients: dict[str, APIClient], folder: Path) -> None:
