@@ -27,7 +27,7 @@ from catalog.models import ModelVersion, Variant, VariantStatus
 from catalog.selectors.jobs import teams_of
 from catalog.selectors.variants import variant_resolve
 from catalog.selectors.visibility import models_visible, visibility_q
-from catalog.storage import artifact_exists, artifact_key, artifact_open, artifact_open_range, artifact_storage
+from catalog.storage import artifact_exists, artifact_open, artifact_open_range, artifact_presigned_url
 
 log = logging.getLogger(__name__)
 
@@ -250,13 +250,15 @@ def _response_header(name: str, codes: list[int], description: str = "") -> Open
             description="The requested byte range of the bundle.",
         ),
         302: OpenApiResponse(
-            description="With S3 storage: a redirect to a short-lived presigned URL of the bundle.",
+            description="With S3 storage: a redirect to a short-lived presigned URL of the bundle (a bundle "
+            "stored split into shared tensor chunks is streamed instead, with the same headers as on a filesystem).",
         ),
         304: OpenApiResponse(description="`If-None-Match` names the current ETag: the copy held is current."),
         **error_responses(401, 404, 409, 410, 416, 429, 503),
     },
     description="Download a served variant's bundle (GET or HEAD). Supports `Range` (206), `If-Range`, "
-    "`If-None-Match` (304); with S3 storage answers 302 to a presigned URL. 409 when the variant is not "
+    "`If-None-Match` (304); with S3 storage answers 302 to a presigned URL when the bundle is one object "
+    "in the bucket. 409 when the variant is not "
     "served, 410 when its file is missing from the artifact store.",
 )
 @api_view(["GET", "HEAD"])
@@ -291,15 +293,23 @@ def variant_download(request: Request, variant_id: int) -> HttpResponseBase:
         "file_missing",
     )
 
-    if settings.ARTIFACT_STORAGE == "s3" and settings.ARTIFACT_PRESIGNED_DOWNLOADS:
-        url = artifact_storage().url(  # type: ignore[call-arg]
-            artifact_key(variant.sha256),
+    # A bundle stored whole is one object in the bucket: redirect to it. A
+    # bundle stored split (its tensors shared with other versions) is no single
+    # object, so it is streamed through here like on a filesystem — the same
+    # bytes, ETag, Range and If-Range answers, without the redirect.
+    url = (
+        artifact_presigned_url(
+            variant.sha256,
             parameters={
                 "ResponseContentDisposition": f'attachment; filename="{filename}"',
                 "ResponseContentType": "application/x-tar",
             },
             expire=settings.ARTIFACT_PRESIGNED_TTL_S,
         )
+        if settings.ARTIFACT_STORAGE == "s3" and settings.ARTIFACT_PRESIGNED_DOWNLOADS
+        else None
+    )
+    if url is not None:
         if request.method == "GET":
             Variant.objects.filter(pk=variant.pk).update(download_count=F("download_count") + 1)
         redirect = HttpResponse(status=302)

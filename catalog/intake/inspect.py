@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 
 from catalog.intake.card import card_metadata, card_split
 from catalog.intake.names import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX, SHARD_INDEX, is_pickle, name_problem
-from catalog.storage import ArtifactError, artifact_exists, artifact_open, artifact_storage
+from catalog.storage import ArtifactError, artifact_exists, artifact_open, artifact_size
 
 MAX_JSON_BYTES = 20 * 1024 * 1024
 MAX_CARD_BYTES = 1024 * 1024
@@ -92,7 +92,7 @@ class Proposal:
 
 
 def _size(sha256: str) -> int:
-    return int(artifact_storage().size(f"sha256/{sha256[:2]}/{sha256[2:]}"))
+    return artifact_size(sha256)
 
 
 def _read_json(name: str, sha256: str, size: int, problems: list[str]) -> dict[str, Any]:

@@ -135,7 +135,9 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
 
 def _record(version: ModelVersion, results: list[Any]) -> None:
     for r in results:
-        stored = artifact_put_path(r.bundle_path) if r.bundle_path is not None else None
+        # Split: the bundle's tensors are chunks shared with every other bundle
+        # and version file holding the same bytes (catalog/storage.py).
+        stored = artifact_put_path(r.bundle_path, split=True) if r.bundle_path is not None else None
         batch1 = next((lat for lat in r.latency if lat.batch == 1), None)
         # The bundle is stored; recording it is retried on a transient
         # database error (idempotent: one row per version/name/hardware).

@@ -63,10 +63,12 @@ def registered_model_create(
 
 
 def artifact_files_store(*, directory: Path, names: list[str]) -> list[dict[str, Any]]:
-    """Put the named files of a directory into the artifact store."""
+    """Put the named files of a directory into the artifact store; safetensors
+    files are stored split into their tensors, so a fine-tune's frozen encoder
+    shares its bytes with its base's (catalog/storage.py)."""
     entries = []
     for name in names:
-        stored = artifact_put_path(directory / safe_file_name(name))
+        stored = artifact_put_path(directory / safe_file_name(name), split=True)
         entries.append({"name": name, "sha256": stored.sha256, "size": stored.size})
     return entries
 
