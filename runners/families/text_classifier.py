@@ -54,6 +54,11 @@ RECIPE_KNOBS = ("epochs", "learning_rate", "encoder_learning_rate", "batch_size"
 INNER_VALIDATION = 0.15  # share of the training part kept for early stopping and picking
 BASELINE_CS = (0.1, 1.0, 10.0)
 CURVE_POINTS = 200  # loss points kept per trial
+# A training epoch with every layer unfrozen costs (1 + TRAIN_COST) frozen
+# forward passes per row (see ``plan_recipes``).
+TRAIN_COST = 9.0
+RESERVE_S = 5.0  # kept out of the time budget for saving the model
+GROUP_BATCHES = 8  # batches sorted by length together (less padding, still shuffled)
 
 
 class Cancelled(Exception):
@@ -216,8 +221,12 @@ def encoder_layers(encoder: Any) -> list[Any]:
 @dataclass
 class Recipe:
     """How one trial trains: unfreeze the top ``unfreeze_layers`` layers for at
-    most ``epochs`` epochs, stopping after ``patience`` epochs without a better
-    inner-validation macro F1."""
+    most ``epochs`` epochs with discriminative rates — the head at
+    ``learning_rate``, the top unfrozen layer at ``encoder_learning_rate`` and
+    each layer below it at ``layer_decay`` times the rate of the one above —
+    and stop after ``patience`` epochs without a better inner-validation macro
+    F1, but never before ``min_epochs`` (a fine-tune often dips below the
+    warmed-up head in its first epochs, then overtakes it)."""
 
     name: str
     unfreeze_layers: int
@@ -225,11 +234,17 @@ class Recipe:
     encoder_learning_rate: float = 5e-5
     learning_rate: float = 2e-3
     batch_size: int = 16
+    layer_decay: float = 1.0
+    min_epochs: int = 4
     patience: int = 2
     warmup_share: float = 0.1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def layer_rates(self, unfrozen: int) -> list[float]:
+        """The peak rate of each unfrozen layer, lowest first."""
+        return [self.encoder_learning_rate * self.layer_decay ** (unfrozen - 1 - i) for i in range(unfrozen)]
 
 
 class _Run:
@@ -394,53 +409,88 @@ def _head_from_logistic(head: Any, model: Any) -> None:
 # ---------------------------------------------------------------- recipes
 
 
+def epoch_range(rows: int) -> tuple[int, int]:
+    """(most, fewest) training epochs for ``rows`` fit rows: small data needs
+    several passes (and its validation F1 is noisy, so early stopping waits
+    for ``fewest``); large data learns most in one or two."""
+    if rows <= 5_000:
+        return 8, 4
+    if rows <= 50_000:
+        return 4, 2
+    return 2, 1
+
+
 def plan_recipes(
     mode: str, rows: int, labels: int, mean_tokens: float, layers: int, seconds_per_row: float, budget_s: float
 ) -> list[Recipe]:
     """The recipe(s) to try, chosen from the data and the time budget.
 
-    ``seconds_per_row`` is the measured frozen forward pass per example; a
-    training epoch with k of N layers unfrozen costs about
-    ``rows * s * (1 + 9k/N)`` plus a forward pass over the inner validation
-    split. Small data unfreezes everything (it learns most and overfits little
-    with early stopping); large data or a tight budget fewer top layers; a
-    budget that fits no epoch at all trains the head only (epoch 0)."""
-    del labels, mean_tokens  # both enter through seconds_per_row and the rows' count
+    ``seconds_per_row`` is the measured frozen forward pass per example (it
+    carries the text length and this machine's speed and load); a training
+    epoch with k of N layers unfrozen costs about ``rows * s * (1 + 9k/N)``
+    plus a forward pass over the inner validation split. Every layer is
+    unfrozen when at least ``fewest`` epochs of that fit the budget (the most
+    learning), else the top half, the top 2, the top one; a budget that fits
+    no epoch at all trains the head only (epoch 0, the baseline's head). The
+    number of labels sets the patience: with few validation rows per label
+    the validation F1 is noisy, so early stopping waits an epoch longer.
+    ``auto`` shares the budget among 2–3 recipes (rates, depth)."""
+    del mean_tokens  # enters through seconds_per_row
     if layers == 0:
         return []
     batch = 16 if rows < 2000 else 32
+    most, fewest = epoch_range(rows)
     val_rows = max(1, round(rows * INNER_VALIDATION / (1 - INNER_VALIDATION)))
+    patience = 2 if val_rows / max(labels, 1) >= 15 else 3
 
     def epoch_s(k: int) -> float:
         # Measured (bench/finetune.py, MiniLM, 2 CPU cores): a training epoch with
         # every layer unfrozen costs ~10x the length-sorted frozen forward pass
-        # per row (small shuffled batches, backward, AdamW), not the textbook 3x.
-        return rows * seconds_per_row * (1 + 9 * k / layers) + val_rows * seconds_per_row
+        # per row (small batches, backward, AdamW), not the textbook 3x.
+        return rows * seconds_per_row * (1 + TRAIN_COST * k / layers) + val_rows * seconds_per_row
 
-    def fits(k: int, share: float) -> int:
+    def fits(k: int, share: float = 1.0) -> int:
         return int(budget_s * share // max(epoch_s(k), 1e-9))
 
+    def recipe(name: str, k: int, epochs: int, **rates: float) -> Recipe:
+        return Recipe(name, k, epochs, batch_size=batch, min_epochs=min(fewest, epochs), patience=patience, **rates)
+
+    half = max(1, layers // 2)
     if mode == "auto":
         candidates = [
-            Recipe("top-2 layers", min(2, layers), 8, 1e-4, batch_size=batch),
-            Recipe("all layers", layers, 8, 5e-5, batch_size=batch),
-            Recipe("all layers, higher rate", layers, 8, 1e-4, batch_size=batch),
+            recipe("all layers", layers, most, encoder_learning_rate=5e-5),
+            recipe("all layers, higher rate, layer decay", layers, most, encoder_learning_rate=1e-4, layer_decay=0.8),
+            recipe(f"top {half} layers, higher rate", half, most, encoder_learning_rate=1e-4),
         ]
         out = []
         for r in candidates:
             r.epochs = min(r.epochs, fits(r.unfreeze_layers, 1 / len(candidates)))
-            if r.epochs >= 2:
+            r.min_epochs = min(r.min_epochs, r.epochs)
+            if r.epochs >= max(2, fewest // 2):
                 out.append(r)
-        return out or plan_recipes("default", rows, 0, 0.0, layers, seconds_per_row, budget_s)
-    preferred = layers if rows <= 20000 else min(2, layers)
-    for k in sorted({preferred, max(1, layers // 2), min(2, layers), 1}, reverse=True):
-        if k <= preferred and fits(k, 1.0) >= 3:
-            return [
-                Recipe("unfreeze top layers" if k < layers else "all layers", k, min(8, fits(k, 1.0)), batch_size=batch)
-            ]
-    k = 1
-    n = fits(k, 1.0)
-    return [Recipe("top layer", k, n, batch_size=batch)] if n >= 1 else []
+        if len(out) >= 2:
+            return out
+        return plan_recipes("default", rows, labels, 0.0, layers, seconds_per_row, budget_s)
+    for k in sorted({layers, half, min(2, layers), 1}, reverse=True):
+        if fits(k) >= fewest:
+            return [recipe("all layers" if k == layers else f"top {k} layers", k, min(most, fits(k)))]
+    n = min(most, fits(1))
+    return [recipe("top layer", 1, n)] if n >= 1 else []
+
+
+def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, generator: Any) -> list[np.ndarray]:
+    """Batches of ``order`` (already shuffled) with little padding: every run of
+    ``GROUP_BATCHES`` batches is sorted by length and cut, then the batches are
+    shuffled — still random, but each batch pads to similar lengths."""
+    import torch
+
+    span = batch_size * GROUP_BATCHES
+    batches: list[np.ndarray] = []
+    for g in range(0, len(order), span):
+        chunk = order[g : g + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _downsample(points: list[tuple[int, float]], limit: int = CURVE_POINTS) -> list[list[float]]:
@@ -465,34 +515,43 @@ def _train_recipe(
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
     warm_head: dict[str, Any],
+    val_features: Any,
     step_offset: int,
     total_steps: int,
     deadline: float,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, list[tuple[int, float]]]:
     """Unfreeze and train one recipe from the warmed-up head; early stopping
-    on inner-validation macro F1. Returns the trial's record, the best epoch's
-    weights (None when epoch 0 — the frozen encoder — stays best) and the losses."""
+    on inner-validation macro F1 (``val_features``: the frozen encoder's, for
+    epoch 0). The rates warm up over the first tenth of the steps, then decay
+    linearly to zero at the last planned epoch; once the first epoch is timed
+    (on this machine, under its load), the plan shrinks to the epochs that fit
+    before ``deadline``, so the decay still ends. Returns the trial's record,
+    the best epoch's weights (None when epoch 0 — the frozen encoder — stays
+    best) and the losses."""
     import torch
 
     started = time.perf_counter()
     run.head.load_state_dict(warm_head)
     unfrozen = run.freeze(recipe.unfreeze_layers)
     trainable = [q for layer in unfrozen for q in layer.parameters()]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": list(run.head.parameters()), "lr": recipe.learning_rate},
-            {"params": trainable, "lr": recipe.encoder_learning_rate},
-        ],
-        weight_decay=0.01,
-    )
+    groups: list[dict[str, Any]] = [{"params": list(run.head.parameters()), "lr": recipe.learning_rate}]
+    groups += [
+        {"params": list(layer.parameters()), "lr": rate}
+        for layer, rate in zip(unfrozen, recipe.layer_rates(len(unfrozen)), strict=True)
+    ]
+    optimiser = torch.optim.AdamW(groups, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(fit_idx) / recipe.batch_size)
-    planned = max(1, steps_per_epoch * recipe.epochs)
-    warmup = max(1, int(planned * recipe.warmup_share))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min((s + 1) / warmup, max(0.0, (planned - s) / max(planned - warmup, 1)))
-    )
+    plan = {"epochs": recipe.epochs}
+    warmup = max(1, int(steps_per_epoch * recipe.epochs * recipe.warmup_share))
+
+    def rate(s: int) -> float:
+        planned = max(steps_per_epoch * plan["epochs"], warmup + 1)
+        return min((s + 1) / warmup, max(0.0, (planned - s) / (planned - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, rate)
     generator = torch.Generator().manual_seed(run.p.seed)
-    val_f1 = _macro_f1(run, run.encode(val_idx, None), val_idx)
+    lengths = np.array([len(ids) for ids in run.batches.encoded])
+    val_f1 = _macro_f1(run, val_features, val_idx)
     history: list[list[float]] = [[0, round(val_f1, 4)]]
     best_f1, best_epoch, best_state = val_f1, 0, None
     losses: list[tuple[int, float]] = []
@@ -500,16 +559,16 @@ def _train_recipe(
     stale = 0
     epochs_run = 0
     stopped = "epochs"
-    for epoch in range(recipe.epochs):
+    epoch = 0
+    while epoch < plan["epochs"]:
         epoch_started = time.perf_counter()
         run.encoder.train()
         order = fit_idx[torch.randperm(len(fit_idx), generator=generator).numpy()]
-        for b in range(steps_per_epoch):
+        for batch in length_grouped(order, lengths, recipe.batch_size, generator):
             run.check()
             if time.perf_counter() > deadline:  # the budget is a promise: stop mid-epoch, keep the best so far
                 stopped = "time budget"
                 break
-            batch = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             inputs = run.batches.collate(batch, run.dev)
             features = mean_pool(run.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
             loss = torch.nn.functional.cross_entropy(run.head(features), run.y_t[torch.from_numpy(batch).to(run.dev)])
@@ -521,32 +580,42 @@ def _train_recipe(
             step += 1
             value = float(loss.item())
             losses.append((step, value))
-            run.report("train", step, total_steps, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[1])
+            run.report("train", step, total_steps, epoch=epoch, loss=value, learning_rate=schedule.get_last_lr()[-1])
         epochs_run += 1
+        epoch += 1
         val_f1 = _macro_f1(run, run.encode(val_idx, None), val_idx)
-        history.append([epoch + 1, round(val_f1, 4)])
+        history.append([epoch, round(val_f1, 4)])
         if val_f1 > best_f1:
-            best_f1, best_epoch, stale = val_f1, epoch + 1, 0
+            best_f1, best_epoch, stale = val_f1, epoch, 0
             best_state = {
                 "encoder": {k: v.detach().clone() for k, v in run.encoder.state_dict().items()},
                 "head": copy.deepcopy(run.head.state_dict()),
             }
         else:
             stale += 1
-            if stale >= recipe.patience:
+            if stale >= recipe.patience and epoch >= recipe.min_epochs:
                 stopped = "early stopping"
                 break
-        # The next epoch would end past the budget (timed on this one, which
-        # includes the machine's load): stop now rather than overrun.
-        if stopped == "time budget" or time.perf_counter() + (time.perf_counter() - epoch_started) > deadline:
+        if stopped == "time budget":
+            break
+        now = time.perf_counter()
+        epoch_s = now - epoch_started
+        if epoch == 1:
+            # Timed on this machine now: the epochs that fit before the deadline.
+            plan["epochs"] = max(1, min(plan["epochs"], epoch + int((deadline - now) // max(epoch_s, 1e-9))))
+        elif epoch < plan["epochs"] and now + epoch_s > deadline:
+            # Slower than the first epoch (the machine's load changed): stop rather than overrun.
             stopped = "time budget"
             break
+    if stopped == "epochs" and plan["epochs"] < recipe.epochs:
+        stopped = "time budget"
     record = {
         "name": recipe.name,
         "hyperparameters": recipe.as_dict(),
         "validation_macro_f1": round(best_f1, 4),
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
+        "epochs_planned": plan["epochs"],
         "stopped_by": stopped,
         "validation_history": history,
         "loss_history": _downsample(losses),
@@ -557,6 +626,8 @@ def _train_recipe(
 
 def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]], dict[str, Any], int]:
     """features → baseline (and head warm-up) → unfreeze (one trial per recipe) → keep the best."""
+    import torch
+
     p = run.p
     fit_pos, val_pos = inner_split(run.y[run.train_idx], INNER_VALIDATION, p.seed)
     fit_idx, val_idx = run.train_idx[fit_pos], run.train_idx[val_pos]
@@ -587,22 +658,28 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
 
     mean_tokens = float(np.mean([len(run.batches.encoded[i]) for i in fit_idx]))
     layers = len(encoder_layers(run.encoder))
-    budget = p.time_budget_s - (time.perf_counter() - run.started)
+    # The budget covers the whole run: what follows training (scoring the
+    # held-out rows, saving) is set aside, estimated from the feature pass.
+    reserve = RESERVE_S + 2 * seconds_per_row * len(run.held_idx)
+    deadline = run.started + p.time_budget_s - reserve
+    budget = deadline - time.perf_counter()
     recipes = plan_recipes(p.recipe, n_fit, len(run.names), mean_tokens, layers, seconds_per_row, budget)
     total_steps = sum(math.ceil(n_fit / r.batch_size) * r.epochs for r in recipes)
     initial = {k: v.detach().clone() for k, v in run.encoder.state_dict().items()}
+    val_features = torch.from_numpy(features[n_fit : n_fit + n_val]).to(run.dev)
     trials: list[dict[str, Any]] = []
     all_losses: list[tuple[int, float]] = []
     best: tuple[float, int, dict[str, Any] | None] = (-1.0, -1, None)
-    deadline = run.started + p.time_budget_s
     train_started = time.perf_counter()
     for i, recipe in enumerate(recipes):
         if i:
             run.encoder.load_state_dict(initial)
             if time.perf_counter() > deadline:
                 break
+        # Each trial gets an equal share of what is left (one that stopped early leaves more to the next).
+        share = time.perf_counter() + (deadline - time.perf_counter()) / (len(recipes) - i)
         record, state, losses = _train_recipe(
-            run, recipe, fit_idx, val_idx, warm_head, len(all_losses), total_steps, deadline
+            run, recipe, fit_idx, val_idx, warm_head, val_features, len(all_losses), total_steps, share
         )
         all_losses += losses
         trials.append(record)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,15 +225,84 @@ def test_auto_recipe_tries_several_recipes_and_picks_by_validation_f1(
     assert result.baseline["macro_precision"] >= 0
 
 
-def test_plan_recipes_follows_data_size_and_budget() -> None:
-    small = tc.plan_recipes("default", 800, 6, 20.0, 6, 0.01, 300)
-    assert [r.unfreeze_layers for r in small] == [6]
-    assert 3 <= small[0].epochs <= 8
-    large = tc.plan_recipes("default", 50_000, 6, 20.0, 6, 0.001, 3000)
-    assert large[0].unfreeze_layers == 2
+def test_plan_recipes_follows_data_size_labels_and_budget() -> None:
+    # Small data, 8 labels, a budget that fits plenty of all-layer epochs:
+    # every layer, at most 8 epochs, early stopping only from epoch 4 on.
+    [small] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.002, 300)
+    assert (small.unfreeze_layers, small.epochs, small.min_epochs, small.patience) == (6, 8, 4, 2)
+    # A slower (loaded) machine or a tighter budget: fewer top layers, still at least 4 epochs.
+    [tight] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.01, 300)
+    assert 1 <= tight.unfreeze_layers < 6
+    assert 4 <= tight.epochs <= 8
+    # Many labels, few validation rows each: a noisy validation F1, so more patience.
+    [many] = tc.plan_recipes("default", 800, 40, 10.0, 6, 0.002, 300)
+    assert many.patience == 3
+    # Large data: fewer passes over it.
+    [large] = tc.plan_recipes("default", 50_000, 6, 20.0, 6, 0.001, 3000)
+    assert (large.unfreeze_layers, large.epochs, large.min_epochs) == (6, 4, 2)
     # A budget that fits no epoch at all: the warmed-up head only.
     assert tc.plan_recipes("default", 800, 6, 20.0, 6, 1.0, 60) == []
-    assert len(tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.001, 600)) == 3
+    auto = tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.001, 600)
+    assert len(auto) == 3
+    assert len({(r.unfreeze_layers, r.encoder_learning_rate, r.layer_decay) for r in auto}) == 3
+    # Auto with a budget for one recipe only: the default's plan.
+    assert tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.005, 200) == tc.plan_recipes(
+        "default", 800, 6, 20.0, 6, 0.005, 200
+    )
+
+
+def test_discriminative_rates_decay_down_the_layers() -> None:
+    recipe = tc.Recipe("r", 3, 4, encoder_learning_rate=1e-4, layer_decay=0.5)
+    assert recipe.layer_rates(3) == pytest.approx([2.5e-5, 5e-5, 1e-4])
+    assert tc.Recipe("flat", 2, 4).layer_rates(2) == [5e-5, 5e-5]
+
+
+def test_early_stopping_waits_for_the_minimum_epochs_and_keeps_epoch_0_when_nothing_beats_it(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 8, encoder_learning_rate=1e-3, layer_decay=0.5, min_epochs=4, patience=2)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    scores = iter([0.9] + [0.5] * 20)  # epoch 0 (the warmed-up head) is never beaten
+    monkeypatch.setattr(tc, "_macro_f1", lambda *a: next(scores))
+    groups: list[list[float]] = []
+
+    class SpyAdamW(torch.optim.AdamW):
+        def __init__(self, params: Any, **kw: Any) -> None:
+            super().__init__(params, **kw)
+            groups.append([g["lr"] for g in self.param_groups])
+
+    monkeypatch.setattr(torch.optim, "AdamW", SpyAdamW)
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "e", tc.FitParams.from_dict({"seed": 3}))
+    [trial] = result.trials
+    # Patience 2 would have stopped after epoch 2; the minimum is 4.
+    assert (trial["epochs_run"], trial["stopped_by"], trial["best_epoch"]) == (4, "early stopping", 0)
+    assert [e for e, _ in trial["validation_history"]] == [0, 1, 2, 3, 4]
+    # The head, then the tiny encoder's 2 layers, lowest first, at decaying rates.
+    assert groups == [[pytest.approx(2e-3), pytest.approx(5e-4), pytest.approx(1e-3)]]
+    # Epoch 0 kept: the model is the baseline itself.
+    assert result.report.macro_precision == pytest.approx(result.baseline["macro_precision"])
+    assert result.params["unfreeze_layers"] == 0
+
+
+def test_length_grouped_batches_are_a_shuffled_partition_with_less_padding() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=500)
+    order = rng.permutation(500)
+    batches = tc.length_grouped(order, lengths, 16, torch.Generator().manual_seed(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    assert all(1 <= len(b) <= 16 for b in batches)
+
+    def padded(bs: list[np.ndarray]) -> int:
+        return sum(len(b) * int(lengths[b].max()) for b in bs)
+
+    assert padded(batches) < 0.8 * padded([order[i : i + 16] for i in range(0, 500, 16)])
+    longest = [int(lengths[b].max()) for b in batches]
+    assert longest != sorted(longest)  # still shuffled
 
 
 def test_when_no_recipe_fits_the_budget_the_default_is_the_baseline_itself(
