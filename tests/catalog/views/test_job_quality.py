@@ -110,3 +110,46 @@ def test_a_manual_fine_tune_from_an_older_form_keeps_its_hyperparameters(
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="baseline-comparison"' in page  # the baseline is scored for every job
     assert 'id="trials"' not in page
+
+
+def test_an_auto_fine_tune_shows_and_records_every_trial(
+    client: Client,
+    tiny_encoder: ModelVersion,
+    make_user: Any,
+    make_team: Any,
+    tickets_csv: bytes,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    user = make_user("alice", make_team("Team A"))
+    assert client.login(username="alice", password="pw-correct-horse")
+    with django_capture_on_commit_callbacks():
+        assert post_form(client, tickets_csv, recipe="auto", time_budget_s=300).status_code == 302
+    job = FineTuneJob.objects.get()
+    assert job.hyperparameters["recipe"] == "auto"
+    done = finetune_execute(job_id=job.pk)
+    assert done is not None
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    # Recorded in the job: every trial, one of them kept (the best on inner validation).
+    trials = done.evaluation["trials"]
+    assert len(trials) >= 2
+    [kept] = [t for t in trials if t["chosen"]]
+    assert kept["validation_macro_f1"] == max(t["validation_macro_f1"] for t in trials)
+    assert all(t["loss_history"] and t["validation_history"][0][0] == 0 for t in trials)
+
+    # Shown on the job page: a row per trial, each with its own loss curve.
+    page = html.unescape(client.get(f"/jobs/{job.pk}/").content.decode())
+    section = page[page.index('id="trials"') :]
+    section = section[: section.index("</section>")]
+    assert section.count("<tr data-trial=") == len(trials)
+    for t in trials:
+        row = section[section.index(f'data-trial="{t["name"]}"') :]
+        row = row[: row.index("</tr>")]
+        assert ('class="chosen"' in row) is t["chosen"]
+        assert re.search(r'<polyline points="[0-9., ]+" class="curve"/>', row)
+        assert f'<td class="num">{t["epochs_run"]}</td><td class="num">{t["best_epoch"]}</td>' in row
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='t')}")
+    body = api.get(f"/api/v1/finetune-jobs/{job.pk}/").json()
+    assert body["recipe"] == "auto"
+    assert [t["name"] for t in body["trials"]] == [t["name"] for t in trials]
