@@ -250,3 +250,21 @@ def test_a_recipe_that_does_not_add_up_is_refused(artifact_store: Path, tmp_path
     recipe_path.write_text(json.dumps(recipe))
     with pytest.raises(ArtifactError):
         artifact_size(stored.sha256)
+
+
+def test_version_files_are_stored_split(artifact_store: Path, tmp_path: Path) -> None:
+    """What a fine-tune (and the demo seed) registers: safetensors split, the rest whole."""
+    from safetensors.numpy import save_file
+
+    from catalog.services.registry import artifact_files_store
+
+    save_file({"encoder": ENCODER}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "tokenizer.json").write_bytes(TOKENIZER)
+    entries = {
+        e["name"]: e for e in artifact_files_store(directory=tmp_path, names=["model.safetensors", "tokenizer.json"])
+    }
+    assert artifact_is_composite(entries["model.safetensors"]["sha256"])
+    assert not artifact_is_composite(entries["tokenizer.json"]["sha256"])
+    out = artifact_materialize(list(entries.values()), tmp_path / "copy")
+    for name in entries:
+        assert (out / name).read_bytes() == (tmp_path / name).read_bytes()

@@ -216,3 +216,12 @@ def test_hub_resolve_streams_a_split_version_file_on_s3(make_model: Any, tmp_pat
     assert got.status_code == 200
     assert body_of(got) == data
     assert got["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+
+
+def test_the_version_file_download_serves_a_split_file_whole(make_model: Any, tmp_path: Path) -> None:
+    _, data = split_version_file(make_model, tmp_path)  # version 2
+    response = Client().get("/models/router/v2/files/model.safetensors")
+    assert response.status_code == 200
+    assert int(response["Content-Length"]) == len(data)
+    assert body_of(response) == data
+    assert response["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
