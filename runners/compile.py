@@ -7,6 +7,7 @@ CPU worker on the ``compile`` queue calls them through ``compile_version``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -53,6 +54,8 @@ class Parity:
     max_abs_diff: float
     top1_agreement: float | None
     samples: int
+    flips: int | None = None  # inputs whose top-1 class differs from the original's
+    allowed_flips: int | None = None  # the most the top-1 threshold lets through on this many samples
     macro_precision: float | None = None
     reference_macro_precision: float | None = None
     passed: bool = False
@@ -62,10 +65,14 @@ class Parity:
 @dataclass
 class Latency:
     batch: int
-    sequence_length: int | None
+    sequence_length: int | None  # padded length ("fixed"); median tokens per input ("real")
     p50_ms: float
     p95_ms: float
     runs: int
+    # "fixed": every input padded to ``sequence_length``; "real": the held-out
+    # inputs at their own token lengths, batched by length (each batch padded to
+    # its longest), one call per batch.
+    lengths: str = "fixed"
 
 
 @dataclass
@@ -80,17 +87,24 @@ class CompiledVariant:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     toolchain: str = ""
     opset: int = OPSET
+    quantization: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class EvalInputs:
     """Held-out inputs to check parity on: texts (text families) or features
-    (mlp), and the true class indices when known."""
+    (mlp), and the true class indices when known; ``calibration_texts`` are
+    inputs to calibrate int8 on (the training part, never the held-out one)."""
 
     texts: list[str] | None = None
     features: np.ndarray | None = None
     targets: list[int] | None = None
+    calibration_texts: list[str] | None = None
 
+
+# Spinning intra-op threads (busy-waiting between parallel sections) only where
+# there are cores to spare; measured on 2 shared cores: see session_options.
+SPIN_MIN_CORES = 4
 
 # --- thresholds ---------------------------------------------------------------
 FP32_MAX_ABS_DIFF = 1e-3
@@ -137,9 +151,27 @@ def hardware_fingerprint(provider: str = "CPUExecutionProvider") -> dict[str, An
 # --- export -------------------------------------------------------------------
 
 
-def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The family's inference graph as one torch module, and its I/O description."""
+def _eager_attention(model: Any) -> Any:
+    """Attention written out as MatMul → Softmax → MatMul (transformers' "eager"
+    implementation) instead of ``scaled_dot_product_attention``: the exporter
+    turns SDPA into a NaN-guarded subgraph (IsNaN, Where) that onnxruntime's
+    attention fusion does not recognise, which left the "optimized" graph with
+    unfused attention and slower than the plain one. Same arithmetic."""
+    if hasattr(model, "set_attn_implementation"):
+        # A model without an eager path keeps its own.
+        with contextlib.suppress(ValueError, NotImplementedError):
+            model.set_attn_implementation("eager")
+    return model
+
+
+def _torch_module(family: str, model_dir: Path, for_export: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The family's inference graph as one torch module, and its I/O description.
+    ``for_export``: attention in its exportable, fusable form (``_eager_attention``);
+    otherwise the model exactly as torch runs it (the parity reference, the
+    benchmark's eager baseline)."""
     import torch
+
+    prepare = _eager_attention if for_export else (lambda m: m)
 
     if family == "mlp-classifier":
         from runners.families import mlp_classifier
@@ -171,6 +203,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
         from runners.families import text_classifier
 
         _, encoder, head, config = text_classifier.load(model_dir, device="cpu")
+        prepare(encoder)
 
         class Classifier(torch.nn.Module):
             def __init__(self) -> None:
@@ -193,6 +226,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
         from runners.families import sequence_classifier
 
         model, config = sequence_classifier.load(model_dir)
+        prepare(model)
 
         class SequenceClassifier(torch.nn.Module):
             def __init__(self) -> None:
@@ -216,6 +250,7 @@ def _torch_module(family: str, model_dir: Path) -> tuple[Any, dict[str, Any]]:
         from runners.families import sentence_encoder
 
         _, encoder = sentence_encoder.load(model_dir)
+        prepare(encoder)
 
         class Encoder(torch.nn.Module):
             def __init__(self) -> None:
@@ -276,28 +311,61 @@ def optimize_bert(src: Path, out: Path, num_heads: int, hidden_size: int) -> Non
     model.save_model_to_file(str(out))
 
 
-# Quantisation plans, tried in order until one passes parity: everything in
-# int8, then int8 with the FFN output projections kept in fp32 (their inputs,
-# after GELU, carry outliers that per-tensor activation scales flatten; measured
-# on the demo router: 98.75% → 99.25% top-1 agreement on 2,000 sentences).
+# --- int8 ---------------------------------------------------------------------
+
+# Nodes whose second input is a weight that dynamic quantisation stores in int8
+# (MatMul: projections of the plain graph; Attention: the fused Q/K/V projection).
+WEIGHT_OPS = ("MatMul", "Attention")
+# The legacy name-pattern plans (kept for callers that build an int8 graph
+# without calibration data, e.g. the search encoder).
 QUANT_PLANS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("all", ()),
     ("ffn-output-fp32", ("output/dense",)),
 )
+CALIBRATION_ROWS = 256  # training inputs that calibrate smoothing and rank node sensitivity
 
 
-def quantize_int8(src: Path, out: Path, keep_fp32: tuple[str, ...] = ()) -> list[str]:
-    """Dynamic int8 quantisation, weights per channel (per-tensor loses several
-    points of top-1 agreement on fine-tuned MiniLM). MatMul/Gemm nodes whose
-    name contains one of ``keep_fp32`` (and not "attention") stay in fp32;
-    returns their names."""
+@dataclass(frozen=True)
+class QuantPlan:
+    """One way to build the int8 graph. ``smoothing``: SmoothQuant migration
+    strength α (None: none); ``keep_fp32``: how many of the weight nodes whose
+    int8 error moves the output most (``node_sensitivity``) stay fp32."""
+
+    name: str
+    smoothing: float | None = None
+    keep_fp32: int = 0
+
+
+# Tried in order until one passes parity; the first is the fastest.
+INT8_PLANS = (
+    QuantPlan("int8"),
+    QuantPlan("int8-smoothed", smoothing=0.5),
+    QuantPlan("int8-smoothed-1-fp32", smoothing=0.5, keep_fp32=1),
+    QuantPlan("int8-smoothed-2-fp32", smoothing=0.5, keep_fp32=2),
+    QuantPlan("int8-smoothed-4-fp32", smoothing=0.5, keep_fp32=4),
+)
+
+
+def weight_nodes(model: Any) -> list[Any]:
+    """The graph's nodes that int8 quantisation applies to (``WEIGHT_OPS`` with a constant weight)."""
+    constants = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type in WEIGHT_OPS and len(n.input) > 1 and n.input[1] in constants]
+
+
+def quantize_int8(
+    src: Path, out: Path, keep_fp32: tuple[str, ...] = (), *, exclude: tuple[str, ...] | list[str] = ()
+) -> list[str]:
+    """Dynamic int8 quantisation: weights int8 per output channel, activations
+    uint8 with a range measured on each call; the embedding tables int8 too.
+    Nodes named in ``exclude``, and weight nodes whose name contains one of
+    ``keep_fp32`` (and not "attention"), stay in fp32; returns their names."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    excluded = []
+    excluded = list(exclude)
     if keep_fp32:
         graph = onnx.load(str(src), load_external_data=False).graph
-        excluded = [
+        excluded += [
             n.name
             for n in graph.node
             if n.op_type in ("MatMul", "Gemm") and any(k in n.name for k in keep_fp32) and "attention" not in n.name
@@ -315,6 +383,162 @@ def quantize_int8(src: Path, out: Path, keep_fp32: tuple[str, ...] = ()) -> list
     return excluded
 
 
+def _with_outputs(model: Any, names: list[str]) -> Any:
+    """A copy of ``model`` that also outputs the named intermediate tensors."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    have = {o.name for o in copy.graph.output}
+    for name in names:
+        if name not in have:
+            copy.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return copy
+
+
+def activation_ranges(src: Path, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per channel (last axis), the largest |value| each weight node's input
+    activation takes on the calibration batches, keyed by tensor name."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(src))
+    names = sorted({n.input[0] for n in weight_nodes(model)})
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(
+        _with_outputs(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    ranges: dict[str, np.ndarray] = {}
+    for feed in batches:
+        for name, value in zip(names, session.run(names, feed), strict=True):
+            peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            ranges[name] = np.maximum(ranges[name], peak) if name in ranges else peak
+    return ranges
+
+
+def smooth_activations(src: Path, out: Path, batches: list[dict[str, np.ndarray]], alpha: float) -> dict[str, Any]:
+    """SmoothQuant (Xiao et al., 2023): an input activation whose few outlier
+    channels stretch its one per-tensor int8 scale is divided, channel by
+    channel, by s = max|x|^α / max|w|^(1-α), and the rows of every weight that
+    reads it are multiplied by s — the same product in fp32, but the outliers
+    move into the weights, which are quantised per output channel. One Mul per
+    activation (shared by the nodes that read it); the graph's fp32 outputs do
+    not change beyond rounding."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    ranges = activation_ranges(src, batches)
+    initializers = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            readers[name] = readers.get(name, 0) + 1
+    groups: dict[str, list[Any]] = {}
+    for n in weight_nodes(model):
+        if readers.get(n.input[1], 0) == 1:  # a weight shared by several nodes is left alone
+            groups.setdefault(n.input[0], []).append(n)
+    inserted: dict[str, Any] = {}
+    spread = []
+    for activation, nodes in groups.items():
+        weights = [numpy_helper.to_array(initializers[n.input[1]]) for n in nodes]
+        w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+        a_peak = ranges[activation]
+        scale = np.clip(np.maximum(a_peak, 1e-5) ** alpha / np.maximum(w_peak, 1e-5) ** (1 - alpha), 1e-2, 1e2)
+        scale = scale.astype(np.float32)
+        spread.append(float(a_peak.max() / max(np.median(a_peak), 1e-9)))
+        inverse = numpy_helper.from_array((1.0 / scale).astype(np.float32), f"{activation}/smooth_scale")
+        model.graph.initializer.append(inverse)
+        smoothed = f"{activation}/smoothed"
+        inserted[activation] = onnx.helper.make_node(
+            "Mul", [activation, inverse.name], [smoothed], name=f"{activation.strip('/')}/SmoothQuantMul"
+        )
+        for n, w in zip(nodes, weights, strict=True):
+            init = initializers[n.input[1]]
+            init.CopyFrom(numpy_helper.from_array((w * scale[:, None]).astype(np.float32), init.name))
+            n.input[0] = smoothed
+    ordered = []
+    inputs = {i.name for i in model.graph.input}
+    ordered += [inserted[a] for a in inserted if a in inputs]
+    for n in model.graph.node:
+        ordered.append(n)
+        ordered += [inserted[o] for o in n.output if o in inserted]
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    onnx.save(model, str(out))
+    return {"alpha": alpha, "activations": len(inserted), "max_outlier_ratio": round(max(spread, default=0.0), 1)}
+
+
+def _kl(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean KL(reference ‖ candidate) over rows of probabilities (for
+    embeddings: mean 1 - cosine)."""
+    r = reference.astype(np.float64).reshape(len(reference), -1)
+    c = candidate.astype(np.float64).reshape(len(candidate), -1)
+    if np.allclose(r.sum(axis=1), 1.0, atol=1e-3) and (r >= 0).all():
+        r, c = np.clip(r, 1e-9, 1.0), np.clip(c, 1e-9, 1.0)
+        return float(np.mean(np.sum(r * (np.log(r) - np.log(c)), axis=1)))
+    cos = np.sum(r * c, axis=1) / (np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1) + 1e-12)
+    return float(np.mean(1.0 - cos))
+
+
+def node_sensitivity(
+    src: Path, work: Path, batches: list[dict[str, np.ndarray]], options: dict[str, Any] | None = None
+) -> list[tuple[str, float]]:
+    """How much each weight node's int8 error alone moves the output: the mean
+    KL divergence from the fp32 output on the calibration batches when only
+    that node is int8. Largest first.
+
+    Measured in one session: every weight node gets an fp32 twin and a
+    ``Where`` on a boolean graph input picks, per node, the int8 or the fp32
+    result — so the sweep costs one quantisation and one pass per node."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    targets = [n.name for n in weight_nodes(model)]
+    position = {name: i for i, name in enumerate(targets)}
+    model.graph.input.append(helper.make_tensor_value_info("keep_fp32", onnx.TensorProto.BOOL, [len(targets)]))
+    nodes, twins = [], []
+    for n in model.graph.node:
+        nodes.append(n)
+        if n.name not in position:
+            continue
+        out = n.output[0]
+        twin = onnx.NodeProto()
+        twin.CopyFrom(n)
+        twin.name = f"{n.name}/fp32_twin"
+        twin.output[0] = f"{out}/fp32"
+        for k in range(1, len(twin.output)):  # optional extra outputs (none in these graphs) stay the original's
+            twin.output[k] = ""
+        n.output[0] = f"{out}/int8"
+        index = numpy_helper.from_array(np.array(position[n.name], dtype=np.int64), f"{n.name}/gate_index")
+        model.graph.initializer.append(index)
+        gate = helper.make_node("Gather", ["keep_fp32", index.name], [f"{n.name}/gate"], name=f"{n.name}/gate", axis=0)
+        pick = helper.make_node("Where", [gate.output[0], twin.output[0], n.output[0]], [out], name=f"{n.name}/pick")
+        nodes += [twin, gate, pick]
+        twins.append(twin.name)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    gated, gated_int8 = work / "sensitivity-fp32.onnx", work / "sensitivity-int8.onnx"
+    onnx.save(model, str(gated))
+    quantize_int8(gated, gated_int8, exclude=twins)
+    session = _session(gated_int8, options=options)
+
+    def outputs(keep: np.ndarray) -> np.ndarray:
+        return np.concatenate([session.run(None, {**feed, "keep_fp32": keep})[0] for feed in batches])
+
+    reference = outputs(np.ones(len(targets), dtype=bool))
+    scores = []
+    for i, name in enumerate(targets):
+        keep = np.ones(len(targets), dtype=bool)
+        keep[i] = False
+        scores.append((name, _kl(reference, outputs(keep))))
+    gated.unlink()
+    gated_int8.unlink()
+    return sorted(scores, key=lambda s: -s[1])
+
+
 def convert_fp16(src: Path, out: Path) -> None:
     """Half-precision weights and compute, float32 inputs and outputs kept (for CUDA)."""
     import onnx
@@ -327,34 +551,88 @@ def convert_fp16(src: Path, out: Path) -> None:
 # --- running ------------------------------------------------------------------
 
 
-def _session(path: Path, provider: str = "CPUExecutionProvider") -> Any:
+def session_options(provider: str = "CPUExecutionProvider") -> dict[str, Any]:
+    """The onnxruntime session settings variants are timed (and should be served)
+    with on this machine; recorded in every manifest.
+
+    Intra-op threads: the cores this process may run on (``sched_getaffinity``),
+    at most 8 — past that, single-input latency no longer improves for a model
+    this size. One inter-op thread (the graphs are sequential). Spinning (idle
+    intra-op threads busy-wait for the next parallel section): SPIN_MIN_CORES."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(cores, 8))
+    return {
+        "provider": provider,
+        "intra_op_num_threads": threads,
+        "inter_op_num_threads": 1,
+        "allow_spinning": cores >= SPIN_MIN_CORES,
+        "graph_optimization_level": "ORT_ENABLE_ALL",
+    }
+
+
+def _session(path: Path, provider: str = "CPUExecutionProvider", options: dict[str, Any] | None = None) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=[provider])
+    settings = options or session_options(provider)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization_level"])
+    so.intra_op_num_threads = int(settings["intra_op_num_threads"])
+    so.inter_op_num_threads = int(settings["inter_op_num_threads"])
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
+    return ort.InferenceSession(str(path), so, providers=[provider])
 
 
-def _text_batches(model_dir: Path, texts: list[str], max_length: int, batch: int = 32) -> list[dict[str, np.ndarray]]:
+@dataclass
+class Tokenized:
+    """Token ids of some texts (special tokens included, truncated, unpadded)
+    and the tokenizer's padding id."""
+
+    ids: list[list[int]]
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pad(self, positions: Any) -> dict[str, np.ndarray]:
+        """The inputs at ``positions`` as one batch, padded to the longest."""
+        rows = [self.ids[i] for i in positions]
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def order(self) -> np.ndarray:
+        """Positions shortest first (stable): neighbours pad little."""
+        return np.argsort([len(r) for r in self.ids], kind="stable")
+
+
+def tokenize(model_dir: Path, texts: list[str], max_length: int) -> Tokenized:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    out = []
-    for start in range(0, len(texts), batch):
-        enc = tokenizer(
-            texts[start : start + batch], padding=True, truncation=True, max_length=max_length, return_tensors="np"
-        )
-        out.append(
-            {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
-        )
-    return out
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return Tokenized([list(r) for r in ids], int(tokenizer.pad_token_id or 0))
+
+
+def length_batches(tokenized: Tokenized, batch: int) -> list[dict[str, np.ndarray]]:
+    """The inputs sorted by length and cut into batches, each padded to its longest."""
+    order = tokenized.order()
+    return [tokenized.pad(order[s : s + batch]) for s in range(0, len(order), batch)]
+
+
+def _text_batches(model_dir: Path, texts: list[str], max_length: int, batch: int = 32) -> list[dict[str, np.ndarray]]:
+    """Batches in the texts' own order (each padded to its longest)."""
+    tokenized = tokenize(model_dir, texts, max_length)
+    return [tokenized.pad(range(s, min(s + batch, len(tokenized)))) for s in range(0, len(tokenized), batch)]
 
 
 def reference_outputs(family: str, model_dir: Path, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
     """The original torch model's outputs on the same batches."""
     import torch
 
-    module, _ = _torch_module(family, model_dir)
+    module, _ = _torch_module(family, model_dir, for_export=False)
     outs = []
     with torch.inference_mode():
         for feed in batches:
@@ -378,6 +656,9 @@ def parity_check(
     diff = float(np.max(np.abs(reference.astype(np.float64) - candidate.astype(np.float64))))
     agreement = float((reference.argmax(1) == candidate.argmax(1)).mean()) if classifier else None
     p = Parity(max_abs_diff=diff, top1_agreement=agreement, samples=int(len(reference)))
+    if classifier:
+        p.flips = int((reference.argmax(1) != candidate.argmax(1)).sum())
+        p.allowed_flips = int(np.floor((1 - INT8_MIN_TOP1) * len(reference) + 1e-9))
     if classifier and targets is not None:
         labels = [str(i) for i in range(reference.shape[1])]
         p.reference_macro_precision = classification_report(targets, reference, labels).macro_precision
@@ -421,28 +702,44 @@ def measure_latency(
     warmup: int = 5,
     provider: str = "CPUExecutionProvider",
     sequence_length: int | None = None,
+    options: dict[str, Any] | None = None,
+    real_feeds: dict[int, list[dict[str, np.ndarray]]] | None = None,
 ) -> list[Latency]:
-    """p50/p95 per batch size after warm-up, on this machine."""
-    session = _session(path, provider)
-    out = []
-    for batch in batches:
-        feed = make_feed(batch)
-        for _ in range(warmup):
-            session.run(None, feed)
+    """p50/p95 per batch size after warm-up, on this machine: inputs padded to
+    ``sequence_length`` (``make_feed``), and, per batch size in ``real_feeds``,
+    real inputs at their own lengths, one batch after another."""
+    session = _session(path, provider, options)
+
+    def timed(feeds: list[dict[str, np.ndarray]], n: int) -> list[float]:
+        for i in range(warmup):
+            session.run(None, feeds[i % len(feeds)])
         times = []
-        for _ in range(runs if batch == 1 else max(10, runs // 3)):
+        for i in range(n):
             t0 = time.perf_counter()
-            session.run(None, feed)
+            session.run(None, feeds[i % len(feeds)])
             times.append((time.perf_counter() - t0) * 1000)
-        out.append(
-            Latency(
-                batch=batch,
-                sequence_length=sequence_length,
-                p50_ms=float(np.percentile(times, 50)),
-                p95_ms=float(np.percentile(times, 95)),
-                runs=len(times),
-            )
+        return times
+
+    def latency(batch: int, times: list[float], seq: int | None, lengths: str) -> Latency:
+        return Latency(
+            batch=batch,
+            sequence_length=seq,
+            p50_ms=float(np.percentile(times, 50)),
+            p95_ms=float(np.percentile(times, 95)),
+            runs=len(times),
+            lengths=lengths,
         )
+
+    out = [
+        latency(batch, timed([make_feed(batch)], runs if batch == 1 else max(10, runs // 3)), sequence_length, "fixed")
+        for batch in batches
+    ]
+    for batch, feeds in (real_feeds or {}).items():
+        if not feeds:
+            continue
+        tokens = np.concatenate([f["attention_mask"].sum(axis=1) for f in feeds])
+        n = runs if batch == 1 else max(10, min(len(feeds), runs))
+        out.append(latency(batch, timed(feeds, n), int(np.median(tokens)), "real"))
     return out
 
 
@@ -477,7 +774,98 @@ def write_bundle(out: Path, files: dict[str, Path], manifest: dict[str, Any]) ->
     return out
 
 
+# --- int8 plans ----------------------------------------------------------------
+
+
+def build_int8(
+    source: Path,
+    out: Path,
+    *,
+    work: Path,
+    calibration: list[dict[str, np.ndarray]],
+    check: Callable[[Path], Parity],
+    options: dict[str, Any] | None = None,
+    plans: tuple[QuantPlan, ...] = INT8_PLANS,
+) -> tuple[Parity, dict[str, Any]]:
+    """Build ``out`` from the fp32 ``source`` with each plan in turn until one
+    passes ``check`` (parity on the held-out inputs); returns that parity (or
+    the last plan's) and what was done, for the manifest. Smoothing and the
+    node ranking are computed on the calibration batches only, once each."""
+    smoothed: dict[float, tuple[Path, dict[str, Any]]] = {}
+    rankings: dict[Path, list[tuple[str, float]]] = {}
+    tried: list[dict[str, Any]] = []
+    parity: Parity | None = None
+    record: dict[str, Any] = {}
+    for plan in plans:
+        src, smoothing = source, None
+        if plan.smoothing is not None and calibration:
+            if plan.smoothing not in smoothed:
+                target = work / f"{out.stem}-smoothed-{plan.smoothing}.onnx"
+                smoothed[plan.smoothing] = (target, smooth_activations(source, target, calibration, plan.smoothing))
+            src, smoothing = smoothed[plan.smoothing]
+        elif plan.smoothing is not None:
+            continue  # nothing to calibrate on
+        kept: list[str] = []
+        if plan.keep_fp32:
+            if not calibration:
+                continue
+            if src not in rankings:
+                started = time.perf_counter()
+                rankings[src] = node_sensitivity(src, work, calibration, options)
+                record["sensitivity_seconds"] = round(time.perf_counter() - started, 1)
+            kept = [name for name, _ in rankings[src][: plan.keep_fp32]]
+        quantize_int8(src, out, exclude=kept)
+        parity = check(out)
+        tried.append(
+            {
+                "plan": plan.name,
+                "top1_agreement": parity.top1_agreement,
+                "flips": parity.flips,
+                "max_abs_diff": parity.max_abs_diff,
+                "passed": parity.passed,
+            }
+        )
+        record.update(
+            {
+                "plan": plan.name,
+                "smoothing": smoothing,
+                "fp32_nodes": kept,
+                "sensitivity": [
+                    {"node": name, "kl": float(f"{score:.3g}")} for name, score in rankings.get(src, [])[:8]
+                ],
+            }
+        )
+        if parity.passed:
+            break
+    if parity is None:
+        raise RuntimeError("no int8 plan could be built")
+    for path, _ in smoothed.values():
+        path.unlink(missing_ok=True)
+    import onnx
+
+    total = len(weight_nodes(onnx.load(str(source), load_external_data=False)))
+    record["weight_nodes"] = {"int8": total - len(record["fp32_nodes"]), "fp32": len(record["fp32_nodes"])}
+    record["tried"] = tried
+    return parity, record
+
+
 # --- the whole compile of one version ------------------------------------------------
+
+
+def _calibration_batches(
+    model_dir: Path, texts: list[str] | None, max_length: int
+) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
+    """Up to CALIBRATION_ROWS inputs (a fixed random sample of ``texts``, the
+    training part), batched by length; generated sentences when there are none."""
+    source = "training inputs"
+    if not texts:
+        from runners.synthetic_text import support_tickets
+
+        texts, source = [t for t, _ in support_tickets(CALIBRATION_ROWS, seed=11)], "generated sentences"
+    if len(texts) > CALIBRATION_ROWS:
+        picked = np.random.default_rng(0).choice(len(texts), CALIBRATION_ROWS, replace=False)
+        texts = [texts[i] for i in sorted(picked)]
+    return length_batches(tokenize(model_dir, texts, max_length), 32), {"source": source, "rows": len(texts)}
 
 
 def compile_version(
@@ -497,7 +885,8 @@ def compile_version(
         family: the version's family (``text-classifier``, ``sentence-encoder``, ``mlp-classifier``).
         model_dir: the version's files.
         work: a scratch directory.
-        eval_inputs: held-out inputs (and labels) for parity.
+        eval_inputs: held-out inputs (and labels) for parity, and the training
+            inputs that calibrate int8.
         manifest_base: schema, labels, preprocessing and metrics to put in every manifest.
         specs: the variants to build.
         skip: names of variants that already exist (not rebuilt).
@@ -512,9 +901,22 @@ def compile_version(
     io_spec = export_onnx(family, model_dir, fp32)
     classifier = io_spec["output"] == "probabilities"
     text = io_spec["inputs"] != ["features"]
+    targets = eval_inputs.targets
+    calibration: list[dict[str, np.ndarray]] = []
+    calibration_info: dict[str, Any] = {}
+    real_feeds: dict[int, list[dict[str, np.ndarray]]] = {}
     if text:
         texts = eval_inputs.texts or [f"sample input number {i} for parity" for i in range(64)]
-        batches = _text_batches(model_dir, texts, io_spec["max_length"])
+        tokenized = tokenize(model_dir, texts, io_spec["max_length"])
+        # Parity in batches of similar length (little padding): the targets follow the same order.
+        order = tokenized.order()
+        batches = [tokenized.pad(order[s : s + 32]) for s in range(0, len(order), 32)]
+        targets = [targets[i] for i in order] if targets is not None else None
+        calibration, calibration_info = _calibration_batches(
+            model_dir, eval_inputs.calibration_texts, io_spec["max_length"]
+        )
+        # Real lengths: single inputs in their own order, and length-sorted batches of 32.
+        real_feeds = {1: [tokenized.pad([i]) for i in range(min(len(tokenized), 64))], 32: batches}
         seq = 64
 
         def make_feed(batch: int) -> dict[str, np.ndarray]:
@@ -533,6 +935,7 @@ def compile_version(
 
     reference = reference_outputs(family, model_dir, batches)
     toolchain = f"torch {torch.__version__} / onnxruntime {ort.__version__} / opset {OPSET}"
+    optimized = work / "model-fp32-optimized.onnx"
     results: list[CompiledVariant] = []
     for spec in specs:
         if spec.name in skip:
@@ -546,8 +949,9 @@ def compile_version(
             path = work / f"{spec.name}.onnx"
             source = fp32
             if spec.optimized and text:
-                optimize_bert(fp32, work / f"{spec.name}-opt.onnx", io_spec["num_heads"], io_spec["hidden_size"])
-                source = work / f"{spec.name}-opt.onnx"
+                if not optimized.exists():
+                    optimize_bert(fp32, optimized, io_spec["num_heads"], io_spec["hidden_size"])
+                source = optimized
             elif spec.optimized:
                 results.append(
                     CompiledVariant(
@@ -556,27 +960,38 @@ def compile_version(
                 )
                 continue
             provider = "CUDAExecutionProvider" if spec.hardware == "cuda" else "CPUExecutionProvider"
-            plans = QUANT_PLANS if (spec.quantized and text) else QUANT_PLANS[:1]
+            options = session_options(provider)
+
+            def check(candidate: Path, spec: VariantSpec = spec, provider: str = provider) -> Parity:
+                if corrupt is not None:
+                    corrupt(spec, candidate)
+                outputs = onnx_outputs(candidate, batches, provider)
+                return parity_check(reference, outputs, spec, targets, classifier)
+
             quantization: dict[str, Any] = {}
-            for plan, keep in plans:
-                if spec.quantized:
-                    kept = quantize_int8(source, path, keep)
-                    quantization = {
-                        "method": "dynamic",
-                        "weights": "int8 per channel",
-                        "plan": plan,
-                        "fp32_nodes": kept,
-                    }
-                elif spec.precision == "fp16":
+            if spec.quantized:
+                parity, quantization = build_int8(
+                    source,
+                    path,
+                    work=work,
+                    calibration=calibration,
+                    check=check,
+                    options=options,
+                    plans=INT8_PLANS if text else INT8_PLANS[:1],
+                )
+                quantization = {
+                    "method": "dynamic",
+                    "weights": "int8 per channel",
+                    "activations": "uint8 per tensor, range measured on each call",
+                    "calibration": calibration_info,
+                    **quantization,
+                }
+            else:
+                if spec.precision == "fp16":
                     convert_fp16(source, path)
                 else:
                     path.write_bytes(source.read_bytes())
-                if corrupt is not None:
-                    corrupt(spec, path)
-                candidate = onnx_outputs(path, batches, provider)
-                parity = parity_check(reference, candidate, spec, eval_inputs.targets, classifier)
-                if parity.passed:
-                    break
+                parity = check(path)
             variant = CompiledVariant(
                 spec,
                 "served" if parity.passed else "rejected",
@@ -585,8 +1000,11 @@ def compile_version(
                 parity=parity,
                 toolchain=toolchain + (f" / int8 plan {quantization['plan']}" if quantization else ""),
                 fingerprint=dict(hardware_fingerprint(provider)),
+                quantization=quantization,
             )
-            variant.latency = measure_latency(path, make_feed, provider=provider, sequence_length=seq)
+            variant.latency = measure_latency(
+                path, make_feed, provider=provider, sequence_length=seq, options=options, real_feeds=real_feeds
+            )
             files = {"model.onnx": path}
             if text:
                 for name in TOKENIZER_FILES:
@@ -603,9 +1021,13 @@ def compile_version(
                 "toolchain": toolchain,
                 "inputs": io_spec["inputs"],
                 "output": io_spec["output"],
-                "parity": asdict(parity),
+                "parity": {
+                    **asdict(parity),
+                    "set": "held-out inputs" if eval_inputs.texts or eval_inputs.features is not None else "generated",
+                },
                 "latency": [asdict(lat) for lat in variant.latency],
                 "quantization": quantization,
+                "session_options": options,
                 "measured_on": variant.fingerprint,
             }
             variant.bundle_path = write_bundle(work / f"{spec.name}.tar", files, manifest)

@@ -21,6 +21,9 @@ def classifier(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out, texts[:64], [result.labels.index(label) for label in labels[:64]]
 
 
+CALIBRATION = [t for t, _ in support_tickets(40, seed=9, ambiguous_share=0.0)]
+
+
 def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[str], list[int]], tmp_path: Path) -> None:
     model_dir, texts, targets = classifier
     results = {
@@ -29,7 +32,7 @@ def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[st
             family="text-classifier",
             model_dir=model_dir,
             work=tmp_path,
-            eval_inputs=C.EvalInputs(texts=texts, targets=targets),
+            eval_inputs=C.EvalInputs(texts=texts, targets=targets, calibration_texts=CALIBRATION),
             manifest_base={"model": "m", "labels": ["a"]},
         )
     }
@@ -41,8 +44,19 @@ def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[st
         assert r.parity is not None
         assert r.parity.samples == 64
         assert r.parity.top1_agreement is not None
-        assert {lat.batch for lat in r.latency} == {1, 32}
+        assert r.parity.flips == round((1 - r.parity.top1_agreement) * 64)
+        assert r.parity.allowed_flips == 0  # 1% of 64 inputs: not one flip
+        # Padded to 64 tokens, and the held-out inputs at their own lengths.
+        assert {(lat.batch, lat.lengths) for lat in r.latency} == {
+            (1, "fixed"),
+            (32, "fixed"),
+            (1, "real"),
+            (32, "real"),
+        }
         assert all(lat.p50_ms > 0 and lat.p95_ms >= lat.p50_ms for lat in r.latency)
+        real = next(lat for lat in r.latency if lat.lengths == "real" and lat.batch == 1)
+        assert real.sequence_length is not None
+        assert 3 <= real.sequence_length < 64
     assert results["onnx-fp32"].parity.max_abs_diff <= 1e-3
     assert results["onnx-int8"].model_size < results["onnx-fp32"].model_size / 2
     assert "avx2" in results["onnx-fp32"].fingerprint["isa"] or results["onnx-fp32"].fingerprint["machine"] != "x86_64"
@@ -55,6 +69,14 @@ def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[st
     assert manifest["precision"] == "int8"
     assert manifest["opset"] == C.OPSET
     assert manifest["quantization"]["weights"] == "int8 per channel"
+    q = manifest["quantization"]
+    assert q["calibration"] == {"source": "training inputs", "rows": len(CALIBRATION)}
+    assert q["plan"] == q["tried"][-1]["plan"]
+    assert q["weight_nodes"]["int8"] + q["weight_nodes"]["fp32"] == 2 * 6  # 2 layers: Q, K, V, out, FFN in/out
+    assert len(q["fp32_nodes"]) == q["weight_nodes"]["fp32"]
+    assert manifest["parity"]["samples"] == 64
+    assert manifest["session_options"] == C.session_options()
+    assert {(lat["batch"], lat["lengths"]) for lat in manifest["latency"]} >= {(1, "real"), (32, "real")}
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert manifest["files"]["model.onnx"]["sha256"] == C.sha256_file(tmp_path / "onnx-int8.onnx")
 
@@ -66,6 +88,26 @@ def test_compile_builds_checks_times_and_bundles(classifier: tuple[Path, list[st
         ids = np.full((batch, seq), 1037, dtype=np.int64)
         out = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
         assert out.shape == (batch, 4)
+
+
+def test_parity_follows_each_input_to_its_label(classifier: tuple[Path, list[str], list[int]], tmp_path: Path) -> None:
+    """Parity runs the inputs sorted by length; the labels must follow them."""
+    from runners.evaluation import classification_report
+
+    model_dir, texts, targets = classifier
+    (fp32,) = C.compile_version(
+        family="text-classifier",
+        model_dir=model_dir,
+        work=tmp_path,
+        eval_inputs=C.EvalInputs(texts=texts, targets=targets),
+        manifest_base={},
+        specs=C.SPECS[:1],
+    )
+    probabilities = tc.predict(model_dir, texts)
+    expected = classification_report(targets, probabilities, [str(i) for i in range(probabilities.shape[1])])
+    assert fp32.parity is not None
+    assert fp32.parity.reference_macro_precision == pytest.approx(expected.macro_precision)
+    assert fp32.parity.macro_precision == pytest.approx(expected.macro_precision)
 
 
 def test_a_broken_variant_is_rejected_by_parity(classifier: tuple[Path, list[str], list[int]], tmp_path: Path) -> None:

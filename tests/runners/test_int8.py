@@ -1,0 +1,179 @@
+"""int8 that keeps its accuracy: SmoothQuant scaling, per-node sensitivity, the
+plan search; and the export that lets onnxruntime fuse attention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runners import compile as C
+
+HIDDEN = 64
+
+
+def _matmul_graph(path: Path, inputs: dict[str, np.ndarray]) -> None:
+    """y = Σ_i x_i · W_i (one MatMul per named input, weights given), summed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, graph_inputs, terms = [], [], [], []
+    for name, weight in inputs.items():
+        graph_inputs.append(helper.make_tensor_value_info(f"x_{name}", TensorProto.FLOAT, ["b", "s", weight.shape[0]]))
+        inits.append(numpy_helper.from_array(weight.astype(np.float32), f"W_{name}"))
+        nodes.append(helper.make_node("MatMul", [f"x_{name}", f"W_{name}"], [f"y_{name}"], name=name))
+        terms.append(f"y_{name}")
+    if len(terms) > 1:
+        nodes.append(helper.make_node("Sum", terms, ["y"], name="sum"))
+    else:
+        nodes.append(helper.make_node("Identity", terms, ["y"], name="out"))
+    graph = helper.make_graph(
+        nodes, "g", graph_inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _activations(rng: np.random.Generator, outlier: float, n: int = 4) -> list[np.ndarray]:
+    """Batches of activations whose channel 3 is ``outlier`` times larger than the rest."""
+    out = []
+    for _ in range(n):
+        x = rng.normal(size=(2, 16, HIDDEN)).astype(np.float32)
+        x[..., 3] *= outlier
+        out.append(x)
+    return out
+
+
+def _run(path: Path, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    session = C._session(path)
+    return np.concatenate([session.run(None, f)[0] for f in feeds])
+
+
+def _relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
+    return float(np.linalg.norm(candidate - reference) / np.linalg.norm(reference))
+
+
+def test_smoothing_keeps_fp32_outputs_and_shrinks_the_int8_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    feeds = [{"x_a": x} for x in _activations(rng, outlier=300.0)]
+    reference = _run(tmp_path / "g.onnx", feeds)
+
+    info = C.smooth_activations(tmp_path / "g.onnx", tmp_path / "smoothed.onnx", feeds, alpha=0.5)
+    assert info["activations"] == 1
+    assert info["max_outlier_ratio"] > 50  # the outlier channel was seen
+    smoothed = _run(tmp_path / "smoothed.onnx", feeds)
+    assert _relative_error(reference, smoothed) < 1e-5  # the same function in fp32
+
+    C.quantize_int8(tmp_path / "g.onnx", tmp_path / "plain-int8.onnx")
+    C.quantize_int8(tmp_path / "smoothed.onnx", tmp_path / "smoothed-int8.onnx")
+    plain_error = _relative_error(reference, _run(tmp_path / "plain-int8.onnx", feeds))
+    smoothed_error = _relative_error(reference, _run(tmp_path / "smoothed-int8.onnx", feeds))
+    assert smoothed_error < plain_error / 3, (plain_error, smoothed_error)
+
+
+def test_node_sensitivity_ranks_the_node_with_the_outlier_input_first(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    weights = {"calm": rng.normal(size=(HIDDEN, 32)), "spiky": rng.normal(size=(HIDDEN, 32)) / 30}
+    _matmul_graph(tmp_path / "g.onnx", weights)
+    calm, spiky = _activations(rng, outlier=1.0), _activations(rng, outlier=300.0)
+    feeds = [{"x_calm": c, "x_spiky": s} for c, s in zip(calm, spiky, strict=True)]
+    ranking = C.node_sensitivity(tmp_path / "g.onnx", tmp_path, feeds)
+    assert [name for name, _ in ranking] == ["spiky", "calm"]
+    assert ranking[0][1] > 5 * ranking[1][1]
+    assert not (tmp_path / "sensitivity-int8.onnx").exists()  # scratch graphs removed
+
+
+def test_the_plan_search_keeps_the_most_sensitive_node_fp32_when_needed(tmp_path: Path) -> None:
+    import onnx
+
+    rng = np.random.default_rng(2)
+    _matmul_graph(tmp_path / "g.onnx", {"calm": rng.normal(size=(HIDDEN, 32)), "spiky": rng.normal(size=(HIDDEN, 32))})
+    feeds = [{"x_calm": c, "x_spiky": s} for c, s in zip(_activations(rng, 1.0), _activations(rng, 1e4), strict=True)]
+    checked: list[list[str]] = []
+
+    def check(candidate: Path) -> C.Parity:
+        # Passes only once "spiky" is left in fp32 (a MatMul that still reads its float weight).
+        fp32 = [n.name for n in C.weight_nodes(onnx.load(str(candidate)))]
+        checked.append(fp32)
+        return C.Parity(max_abs_diff=0.0, top1_agreement=None, samples=8, passed="spiky" in fp32, reason="")
+
+    parity, record = C.build_int8(
+        tmp_path / "g.onnx", tmp_path / "q.onnx", work=tmp_path, calibration=feeds, check=check
+    )
+    assert parity.passed
+    assert [t["plan"] for t in record["tried"]] == ["int8", "int8-smoothed", "int8-smoothed-1-fp32"]
+    assert [t["passed"] for t in record["tried"]] == [False, False, True]
+    assert record["plan"] == "int8-smoothed-1-fp32"
+    assert record["fp32_nodes"] == ["spiky"]
+    assert record["weight_nodes"] == {"int8": 1, "fp32": 1}
+    assert record["smoothing"]["alpha"] == 0.5
+    assert record["sensitivity"][0]["node"] == "spiky"
+    assert checked[0] == []  # the first plan quantised everything
+
+
+def test_the_plan_search_says_when_nothing_passes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    feeds = [{"x_a": x} for x in _activations(rng, 1.0, n=2)]
+
+    def never(candidate: Path) -> C.Parity:
+        return C.Parity(max_abs_diff=1.0, top1_agreement=0.5, samples=8, passed=False, reason="top-1 agreement 50%")
+
+    parity, record = C.build_int8(
+        tmp_path / "g.onnx", tmp_path / "q.onnx", work=tmp_path, calibration=feeds, check=never
+    )
+    assert not parity.passed
+    assert len(record["tried"]) == len(C.INT8_PLANS)
+    # Without calibration inputs only the uncalibrated plan can be built.
+    _, bare = C.build_int8(tmp_path / "g.onnx", tmp_path / "q.onnx", work=tmp_path, calibration=[], check=never)
+    assert [t["plan"] for t in bare["tried"]] == ["int8"]
+
+
+def test_the_export_exposes_attention_to_onnxruntime_fusion(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    import collections
+
+    import onnx
+
+    C.export_onnx("sentence-encoder", tiny_bert_dir, tmp_path / "fp32.onnx")
+    C.optimize_bert(tmp_path / "fp32.onnx", tmp_path / "opt.onnx", num_heads=2, hidden_size=32)
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert ops["Attention"] == 2  # one per layer: the fused kernel, not MatMul/Softmax/MatMul
+    assert ops["Softmax"] == 0
+    assert ops["SkipLayerNormalization"] >= 2
+
+
+def test_length_batches_pad_each_batch_to_its_longest() -> None:
+    tokenized = C.Tokenized([[101, 5, 102], [101, 102], [101, 7, 8, 9, 102], [101, 6, 102]], pad_id=0)
+    assert list(tokenized.order()) == [1, 0, 3, 2]
+    first, second = C.length_batches(tokenized, 2)
+    assert first["input_ids"].tolist() == [[101, 102, 0], [101, 5, 102]]
+    assert first["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert second["input_ids"].shape == (2, 5)
+    assert second["attention_mask"].sum() == 8
+
+
+def test_session_options_name_what_the_session_gets(tmp_path: Path) -> None:
+    options = C.session_options()
+    assert 1 <= options["intra_op_num_threads"] <= 8
+    assert options["inter_op_num_threads"] == 1
+    assert isinstance(options["allow_spinning"], bool)
+    rng = np.random.default_rng(4)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 8))})
+    session = C._session(tmp_path / "g.onnx", options={**options, "intra_op_num_threads": 1})
+    assert session.get_session_options().intra_op_num_threads == 1
+    entries: Any = session.get_session_options()
+    assert entries.get_session_config_entry("session.intra_op.allow_spinning") == (
+        "1" if options["allow_spinning"] else "0"
+    )
+
+
+@pytest.mark.parametrize(("cores", "spin"), [(2, False), (16, True)])
+def test_spinning_only_with_cores_to_spare(monkeypatch: pytest.MonkeyPatch, cores: int, spin: bool) -> None:
+    monkeypatch.setattr(C.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    options = C.session_options()
+    assert options["allow_spinning"] is spin
+    assert options["intra_op_num_threads"] == min(cores, 8)
