@@ -82,12 +82,14 @@ def test_names_arrive_as_sent_for_the_caller_to_check() -> None:
     assert [f.name for f in result.files] == ["../../etc/passwd", "a/b.json"]
 
 
-@pytest.mark.parametrize("buffer", [7, 64, 1000])
+@pytest.mark.parametrize(("buffer", "hash_thread_after"), [(7, 10**9), (64, 10**9), (1000, 10**9), (64, 100)])
 def test_delimiter_lookalikes_across_every_buffer_edge_stay_in_the_file(
-    monkeypatch: pytest.MonkeyPatch, artifact_store: Path, buffer: int
+    monkeypatch: pytest.MonkeyPatch, artifact_store: Path, buffer: int, hash_thread_after: int
 ) -> None:
-    """Tiny buffers put every possible cut inside a delimiter or its look-alikes."""
+    """Tiny buffers put every possible cut inside a delimiter or its look-alikes
+    (and, the last case, the digest comes from the hashing thread)."""
     monkeypatch.setattr(uploads, "BUFFER_BYTES", buffer)
+    monkeypatch.setattr(uploads, "HASH_THREAD_AFTER_BYTES", hash_thread_after)
     monkeypatch.setattr(uploads, "MAX_PART_HEADER_BYTES", 200)
     rng = random.Random(buffer)
     near = [b"\r\n--", b"\r\n--" + BOUNDARY.encode()[:-1], b"--" + BOUNDARY.encode(), b"\r", b"\n", b"\r\n\r\n"]
@@ -95,6 +97,7 @@ def test_delimiter_lookalikes_across_every_buffer_edge_stay_in_the_file(
     body = form(part("files", content, "weights.safetensors"), part("files", b"", "empty.txt"), part("message", b"m"))
     result = parse(body, max_field_bytes=10)
     assert [stored_bytes(artifact_store, f.sha256) for f in result.files] == [content, b""]
+    assert result.files[0].sha256 == hashlib.sha256(content).hexdigest()
     assert result.fields == {"message": ["m"]}
 
 
@@ -187,6 +190,43 @@ def test_body_store_checks_size_and_digest_before_anything_is_visible(artifact_s
     stored = body_store(request_for(data, content_type="application/octet-stream"), size=len(data), expected_sha256=sha)
     assert (stored.sha256, stored.size) == (sha, len(data))
     assert stored_bytes(artifact_store, sha) == data
+    assert temp_files(settings) == []
+
+
+@pytest.mark.parametrize("buffer", [1000, 1024 * 1024])
+def test_large_files_are_hashed_by_a_second_thread_reading_back_what_was_written(
+    monkeypatch: pytest.MonkeyPatch, artifact_store: Path, settings: Any, buffer: int
+) -> None:
+    monkeypatch.setattr(uploads, "BUFFER_BYTES", buffer)
+    monkeypatch.setattr(uploads, "HASH_THREAD_AFTER_BYTES", 5000)
+    started: list[int] = []
+    original = uploads._Hasher.start
+
+    def spy(self: Any) -> None:
+        started.append(self.hashed)
+        original(self)
+
+    monkeypatch.setattr(uploads._Hasher, "start", spy)
+    data = random.Random(buffer).randbytes(3 * 1024 * 1024 + 17)
+    sha = hashlib.sha256(data).hexdigest()
+    stored = body_store(request_for(data, content_type="application/octet-stream"), size=len(data), expected_sha256=sha)
+    assert stored.sha256 == sha
+    assert len(started) == 1
+    assert 5000 <= started[0] < 5000 + buffer  # the thread takes over after the inline part
+    with pytest.raises(UploadError):  # a wrong digest from the thread is still caught
+        body_store(request_for(data, content_type="application/octet-stream"), size=len(data), expected_sha256="0" * 64)
+    assert temp_files(settings) == []
+
+
+def test_a_writer_closed_without_storing_stops_its_thread_and_removes_the_file(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    monkeypatch.setattr(uploads, "HASH_THREAD_AFTER_BYTES", 10)
+    with uploads.BlobWriter() as blob:
+        blob.write(memoryview(b"x" * 100_000))
+        hasher = blob._hasher
+        assert hasher is not None
+    assert not hasher.is_alive()
     assert temp_files(settings) == []
 
 
