@@ -493,6 +493,10 @@ def summarise(
                 "start_mib": round(series[0] / 1024, 1),
                 "max_mib": round(max(series) / 1024, 1),
                 "end_mib": round(series[-1] / 1024, 1),
+                # Warm: one minute in (caches filled, every route served);
+                # growth past it is what a long run adds.
+                "at_60s_mib": round(series[min(60, len(series) - 1)] / 1024, 1),
+                "per_minute_mib": [round(v / 1024, 1) for v in series[::60]],
                 "processes": len(sampler.pids[role]),
             }
     cpu = {
@@ -544,7 +548,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"errors: {r['errors']} {r['errors_by_status']}")
     for role, s in r["rss"].items():
         print(
-            f"RSS {role} ({s['processes']} processes): start {s['start_mib']} MiB, max {s['max_mib']}, end {s['end_mib']}"
+            f"RSS {role} ({s['processes']} processes): start {s['start_mib']} MiB, at 60 s {s['at_60s_mib']},"
+            f" max {s['max_mib']}, end {s['end_mib']}; per minute {s['per_minute_mib']}"
         )
     print(f"CPU seconds: {r['cpu_s']}; web CPU per request: {r['web_cpu_ms_per_request']} ms")
     if r["pg_connections_max"] is not None:
