@@ -53,8 +53,10 @@ def page_cache() -> Any:
 
 def catalog_token() -> str:
     from catalog.models import CatalogState
+    from catalog.selectors.live_state import known_token
 
-    return CatalogState.objects.filter(pk=1).values_list("token", flat=True).first() or "none"
+    # Without a query when this process's listener knows it (catalog.selectors.live_state).
+    return known_token() or CatalogState.objects.filter(pk=1).values_list("token", flat=True).first() or "none"
 
 
 class _NotCacheable(Exception):

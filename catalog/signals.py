@@ -24,7 +24,10 @@ from catalog.models import (
 
 def catalog_changed() -> str:
     """Give the catalogue a new generation token (bulk writers call this)."""
+    from catalog.selectors.live_state import token_written
+
     token = uuid.uuid4().hex
+    token_written(token)  # this process asks the database until the token is announced
     if not CatalogState.objects.filter(pk=1).update(token=token):
         CatalogState.objects.update_or_create(pk=1, defaults={"token": token})
     return token

@@ -35,3 +35,8 @@ AUTH_FAILURE_LIMIT = 1_000_000
 # Whole-answer cache off for the suite (tests write rows directly and read the
 # pages back at once); tests/catalog/test_page_cache.py turns it on.
 PAGE_CACHE_SECONDS = 0
+
+# No per-process LISTEN connection (catalog/selectors/live_state.py) in the
+# suite: it would hold the test database open; tests/catalog/selectors/
+# test_live_state.py turns it on and stops it.
+CATALOG_STATE_LISTEN = False

@@ -228,6 +228,10 @@ class DetailDocument:
     slug: str
     lineage: dict[str, LineageFacts] = field(default_factory=dict)  # slot → facts
     variants: dict[str, int] = field(default_factory=dict)  # slot → variant id
+    # The download counters as last read, and the listener's downloads
+    # generation they were read at (None: read them on every answer).
+    counts: dict[str, bytes] = field(default_factory=dict)
+    counts_at: int | None = None
 
 
 _VARIANT_FIELDS = (
@@ -370,25 +374,30 @@ def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str
     if position is None or not viewer.sees(index, position):
         return None
     model_id = int(index.ids[position])
+    from catalog.selectors.live_state import downloads_generation
+
     cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
-    values: dict[str, bytes] = {}
+    generation = downloads_generation()  # read before the counters, so a bump in between re-reads
     if model_id in cache:
         doc = cache[model_id]
-        if doc is not None and doc.variants:
-            # Bumped by downloads without a new generation: read fresh.
+        if doc is not None and doc.variants and (generation is None or doc.counts_at != generation):
+            # Bumped by downloads without a new catalogue generation: read again.
             fresh = Variant.objects.filter(pk__in=doc.variants.values()).values_list("pk", "download_count")
             counts = dict(fresh)
-            values.update({name: str(counts.get(pk, 0)).encode() for name, pk in doc.variants.items()})
+            doc.counts = {name: str(counts.get(pk, 0)).encode() for name, pk in doc.variants.items()}
+            doc.counts_at = generation
     else:
         built = _detail_build(index, model_id)
         doc = built[0] if built is not None else None
         if built is not None:
-            values.update(built[1])
+            doc = built[0]
+            doc.counts, doc.counts_at = built[1], generation
         if len(cache) >= DETAIL_CACHE_MAX:
             cache.clear()
         cache[model_id] = doc
     if doc is None:
         return None
+    values: dict[str, bytes] = dict(doc.counts)
     values["url"] = model_url(base.encode(), doc.slug)
     for name, facts in doc.lineage.items():
         values[name] = json_bytes(facts.render(viewer))

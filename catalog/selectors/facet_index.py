@@ -90,7 +90,11 @@ _current: FacetIndex | None = None
 
 
 def _token() -> str:
-    token = CatalogState.objects.filter(pk=1).values_list("token", flat=True).first()
+    from catalog.selectors.live_state import known_token
+
+    # Announced by PostgreSQL to this process's listener (catalog.selectors.live_state),
+    # or read from the database.
+    token = known_token() or CatalogState.objects.filter(pk=1).values_list("token", flat=True).first()
     if token is None:
         from catalog.signals import catalog_changed
 
