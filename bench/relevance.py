@@ -1,15 +1,19 @@
 """Relevance of search: recall@3 and MRR over ``bench/relevance_questions.json``,
 keyword-only vs hybrid, side by side.
 
-    .venv/bin/python bench/relevance.py [--synthetic 2000] [--database-url URL]
+    .venv/bin/python bench/relevance.py [--synthetic 2000] [--synthetic-vectors encoded|template]
+                                        [--database-url URL] [--json out.json]
 
 Builds a throw-away catalogue (SQLite in a temporary folder unless
 ``--database-url`` names an empty PostgreSQL database): the four demo entries
 with the texts ``seed_demo`` registers (their trained weights do not matter to
 search, so none are trained here) plus ``--synthetic`` ``catalog_synth``
 entries. Embeddings come from the int8 MiniLM encoder under ``var/`` (built
-once if missing). "keyword-only" is the same selector with the semantic side
-switched off.
+once if missing). Synthetic entries are encoded from their text like any
+registered model (``encoded``, the default: what a catalogue of that many real
+entries would hold), or get ``catalog_synth``'s cheap template vectors
+(``template``: how a 100k benchmark catalogue is filled). "keyword-only" is the
+same selector with the semantic side switched off.
 """
 
 from __future__ import annotations
@@ -25,13 +29,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The router's card as seed_demo writes it (catalog.services.demo.ROUTER_CARD).
-ROUTER_CARD = (
-    "Routes incoming customer support emails, chats and tickets to the department that handles them: "
-    "account (sign-in, profile, passwords), billing (payments, refunds, invoices, double charges), "
-    "shipping (deliveries, returns, lost parcels) or technical (bugs, crashes, error messages). "
-    "A classification head fine-tuned on all-MiniLM-L6-v2 with the support tickets demo dataset."
-)
 DEMO: list[dict[str, Any]] = [
     {
         "slug": "all-minilm-l6-v2",
@@ -72,7 +69,7 @@ DEMO: list[dict[str, Any]] = [
         "name": "Support ticket router",
         "summary": "Classifies text into account, billing, shipping, technical (fine-tuned from all-MiniLM-L6-v2 "
         "v1 on Support tickets (demo))",
-        "description": ROUTER_CARD,
+        "description": "",  # seed_demo's card (catalog.services.demo.ROUTER_CARD), set in main()
         "modality": "text/natural-language/english",
         "result": "classification/multiclass",
         "domain": "business/support-tickets",
@@ -120,7 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--synthetic", type=int, default=2000)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--synthetic-vectors", choices=("encoded", "template"), default="encoded")
     parser.add_argument("--depth", type=int, default=20, help="ranks looked at for MRR")
+    parser.add_argument("--json", default="", help="write the per-question ranks and the summary here")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="relevance-")
@@ -137,16 +136,23 @@ def main() -> None:
     settings.DISCOVERY_ENCODER_DIR = ROOT / "var" / "discovery" / "encoders"
     settings.DISCOVERY_EMBED_SYNC = True
     call_command("migrate", verbosity=0)
+    from catalog.services.demo import ROUTER_CARD
     from catalog.services.synth import catalog_synth
     from catalog.services.taxonomy import taxonomy_load
     from discovery import selectors
     from discovery.services import embeddings_refresh, encoder_resolve
 
+    DEMO[-1]["description"] = ROUTER_CARD
     taxonomy_load(path=ROOT / "fixtures" / "taxonomy.json")
     info = encoder_resolve(build=True)
     register_demo()
     embeddings_refresh()
-    catalog_synth(count=args.synthetic)
+    encoded = args.synthetic_vectors == "encoded"
+    catalog_synth(count=args.synthetic, embed=not encoded)
+    if encoded:
+        embeddings_refresh()
+    from django.db import connection
+
     from catalog.selectors.search import SearchParams, model_search
 
     questions = json.loads((ROOT / "bench" / "relevance_questions.json").read_text())["questions"]
@@ -163,7 +169,8 @@ def main() -> None:
 
     keyword, hybrid = ranks(False), ranks(True)
     print(
-        f"catalogue: {len(DEMO)} demo + {args.synthetic:,} synthetic entries; encoder {info.source if info else None}"
+        f"catalogue: {len(DEMO)} demo + {args.synthetic:,} synthetic entries ({args.synthetic_vectors} vectors); "
+        f"encoder {info.source if info else None}; database {connection.vendor}"
     )
     print(f"{'question':52s} {'keyword':>8s} {'hybrid':>8s}")
     for question, k, h in zip(questions, keyword, hybrid, strict=True):
@@ -180,9 +187,25 @@ def main() -> None:
         "synthetic targets": [i for i, q in enumerate(questions) if "name_has" in q],
     }
     print(f"\n{'questions':24s} {'keyword recall@3':>17s} {'MRR':>6s} {'hybrid recall@3':>16s} {'MRR':>6s}")
+    report: dict[str, Any] = {
+        "synthetic": args.synthetic,
+        "synthetic_vectors": args.synthetic_vectors,
+        "database": connection.vendor,
+        "questions": [
+            {"q": q["q"], "keyword": k, "hybrid": h} for q, k, h in zip(questions, keyword, hybrid, strict=True)
+        ],
+        "summary": {},
+    }
     for label, idx in subsets.items():
         (kr, km), (hr, hm) = summary([keyword[i] for i in idx]), summary([hybrid[i] for i in idx])
         print(f"{label + f' ({len(idx)})':24s} {kr:17.3f} {km:6.3f} {hr:16.3f} {hm:6.3f}")
+        report["summary"][label] = {
+            "n": len(idx),
+            "keyword": {"recall@3": kr, "mrr": km},
+            "hybrid": {"recall@3": hr, "mrr": hm},
+        }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ class EmbeddingSource(models.TextChoices):
 
 
 class ModelEmbedding(models.Model):
-    """384-d all-MiniLM-L6-v2 vector as per-row symmetric int8 (``vector`` is 384
-    bytes, value ≈ byte × ``scale``), with the sha256 of the text it was computed
-    from: a vector is recomputed only when that text (or the encoder) changes."""
+    """A model's 384-d all-MiniLM-L6-v2 vectors as symmetric int8 with one scale
+    (value ≈ byte × ``scale``): ``vector`` holds the profile vector (384 bytes)
+    followed by one 384-byte vector per passage of the description and card
+    (``discovery.services.model_text``). Stored with the sha256 of the text
+    they were computed from and the encoder + recipe key: they are recomputed
+    only when one of those changes."""
 
     model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, primary_key=True, related_name="embedding")
     text_sha256 = models.CharField(max_length=64)

@@ -58,17 +58,26 @@ def one_blas_thread() -> Any:
 
 @dataclass
 class VectorIndex:
+    """Each model has one profile vector (row of ``q8``) and may have passage
+    vectors (rows of ``xq8``, owned by ``xowner``, sorted by owner): a model's
+    similarity to a question is the best of its vectors."""
+
     ids: np.ndarray  # the facet index's sorted model ids
-    q8: np.ndarray  # (n, 384) int8
+    q8: np.ndarray  # (n, 384) int8: profile vectors
     scale: np.ndarray  # (n,) float32
     present: np.ndarray  # (n,) bool: a vector is stored
     updated: np.ndarray  # (n,) float64: when each vector was stored
     seen: dt.datetime | None  # newest updated_at read
     encoder: EncoderInfo | None  # what encodes questions
+    xq8: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.int8))  # (m, 384) passages
+    xscale: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # (m,)
+    xowner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (m,) positions, sorted
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _dense: np.ndarray | None = None
+    _xdense: np.ndarray | None = None
     _basis: np.ndarray | None = None
     _coarse: np.ndarray | None = None
+    _xcoarse: np.ndarray | None = None
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -77,8 +86,10 @@ class VectorIndex:
             if len(self.ids) <= EXACT_MAX:
                 if self._dense is None:
                     self._dense = self.q8.astype(np.float32) * self.scale[:, None]
+                if self._xdense is None:
+                    self._xdense = self.xq8.astype(np.float32) * self.xscale[:, None]
                 return
-            if self._coarse is not None:
+            if self._coarse is not None and self._xcoarse is not None:
                 return
             if self._basis is None:
                 rows = np.flatnonzero(self.present)
@@ -86,54 +97,79 @@ class VectorIndex:
                 dense = self.q8[sample].astype(np.float32) * self.scale[sample, None]
                 # Uncentred: the projection keeps inner products, not variances.
                 _, _, vt = np.linalg.svd(dense, full_matrices=False)
-                self._basis = np.ascontiguousarray(vt[:COARSE_DIM].T)  # (384, COARSE_DIM)
-            coarse = np.empty((len(self.ids), COARSE_DIM), dtype=np.float32)
-            for start in range(0, len(self.ids), 16_384):
-                part = self.q8[start : start + 16_384].astype(np.float32) * self.scale[start : start + 16_384, None]
-                coarse[start : start + 16_384] = part @ self._basis
-            self._coarse = coarse
+                self._basis = np.ascontiguousarray(vt[:COARSE_DIM].T)  # (384, ≤ COARSE_DIM)
+            if self._coarse is None:
+                self._coarse = _project(self.q8, self.scale, self._basis)
+            if self._xcoarse is None:
+                self._xcoarse = _project(self.xq8, self.xscale, self._basis)
 
     def search(
         self, vector: np.ndarray, mask: np.ndarray, top: int = SEMANTIC_TOP, floor: float = SEMANTIC_FLOOR
     ) -> tuple[np.ndarray, np.ndarray]:
         """Positions (best first) and cosines of at most ``top`` candidates of
-        ``mask`` whose cosine with ``vector`` is at least ``floor``."""
-        candidates = np.flatnonzero(mask & self.present)
+        ``mask`` whose best cosine with ``vector`` is at least ``floor``."""
+        allowed = mask & self.present
+        candidates = np.flatnonzero(allowed)
         if not len(candidates):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         self._prepare()
         with one_blas_thread():
-            return self._search(candidates, vector, mask, top, floor)
+            return self._search(candidates, allowed, vector, top, floor)
 
     def _search(
-        self, candidates: np.ndarray, vector: np.ndarray, mask: np.ndarray, top: int, floor: float
+        self, candidates: np.ndarray, allowed: np.ndarray, vector: np.ndarray, top: int, floor: float
     ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.ids)
+        sims = np.full(n, -np.inf, dtype=np.float32)
         if self._dense is not None:
-            sims = (
-                self._dense[candidates] @ vector
-                if len(candidates) < len(self.ids) // 2
-                else ((self._dense @ vector)[candidates])
+            assert self._xdense is not None
+            sims[candidates] = (
+                self._dense[candidates] @ vector if len(candidates) < n // 2 else (self._dense @ vector)[candidates]
             )
+            rows = np.flatnonzero(allowed[self.xowner])
+            _raise_to_best(sims, self.xowner[rows], self._xdense[rows] @ vector)
         else:
             assert self._coarse is not None
+            assert self._xcoarse is not None
             assert self._basis is not None
-            coarse = self._coarse @ (vector @ self._basis)
             if len(candidates) > RERANK:
-                if len(candidates) > len(self.ids) // 2:
-                    # Most rows are candidates: rank them all, the others last.
-                    coarse[~(mask & self.present)] = -np.inf
-                    candidates = np.argpartition(-coarse, RERANK)[:RERANK]
-                else:
-                    keep = np.argpartition(-coarse[candidates], RERANK)[:RERANK]
-                    candidates = candidates[keep]
-            sims = (self.q8[candidates].astype(np.float32) @ vector) * self.scale[candidates]
-        ok = sims >= floor
-        candidates, sims = candidates[ok], sims[ok]
+                # A shortlist through the projection, then exact rescoring from int8.
+                small = vector @ self._basis
+                coarse = np.full(n, -np.inf, dtype=np.float32)
+                coarse[allowed] = (self._coarse @ small)[allowed]
+                rows = np.flatnonzero(allowed[self.xowner])
+                _raise_to_best(coarse, self.xowner[rows], self._xcoarse[rows] @ small)
+                candidates = np.sort(np.argpartition(-coarse, RERANK)[:RERANK])
+            sims[candidates] = (self.q8[candidates].astype(np.float32) @ vector) * self.scale[candidates]
+            short = np.zeros(n, dtype=bool)
+            short[candidates] = True
+            rows = np.flatnonzero(short[self.xowner])
+            _raise_to_best(sims, self.xowner[rows], (self.xq8[rows].astype(np.float32) @ vector) * self.xscale[rows])
+        cand_sims = sims[candidates]
+        ok = cand_sims >= floor
+        candidates, cand_sims = candidates[ok], cand_sims[ok]
         if len(candidates) > top:
-            keep = np.argpartition(-sims, top)[:top]
-            candidates, sims = candidates[keep], sims[keep]
-        order = np.argsort(-sims, kind="stable")
-        return candidates[order], sims[order].astype(np.float32)
+            keep = np.argpartition(-cand_sims, top)[:top]
+            candidates, cand_sims = candidates[keep], cand_sims[keep]
+        order = np.argsort(-cand_sims, kind="stable")
+        return candidates[order], cand_sims[order].astype(np.float32)
+
+
+def _raise_to_best(sims: np.ndarray, owners: np.ndarray, passage_sims: np.ndarray) -> None:
+    """``sims[p] = max(sims[p], best of p's passage cosines)``; ``owners`` sorted."""
+    if not len(owners):
+        return
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    best = np.maximum.reduceat(passage_sims.astype(np.float32), starts)
+    sims[owners[starts]] = np.maximum(sims[owners[starts]], best)
+
+
+def _project(q8: np.ndarray, scale: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    out = np.empty((len(q8), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(q8), 16_384):
+        part = q8[start : start + 16_384].astype(np.float32) * scale[start : start + 16_384, None]
+        out[start : start + 16_384] = part @ basis
+    return out
 
 
 def vector_index_load(ids: np.ndarray, previous: VectorIndex | None) -> VectorIndex:
@@ -169,48 +205,107 @@ def vector_index_load(ids: np.ndarray, previous: VectorIndex | None) -> VectorIn
     for model_id, blob, s, stamp in rows.values_list("model_id", "vector", "scale", "updated_at").iterator(
         chunk_size=10_000
     ):
-        model_ids.append(model_id)
-        blobs.append(bytes(blob))
-        scales.append(s)
-        times.append(stamp.timestamp())
         if seen is None or stamp > seen:
             seen = stamp
+        blob = bytes(blob)
+        if not blob or len(blob) % DIM:
+            log.warning("search vectors of model %s are %d bytes, not n x %d: left out", model_id, len(blob), DIM)
+            continue
+        model_ids.append(model_id)
+        blobs.append(blob)
+        scales.append(s)
+        times.append(stamp.timestamp())
     fresh = ~same  # rows whose prepared (float) form must be computed
+    reread = np.zeros(n, dtype=bool)  # rows read again now: their passages come from this read
+    new_x: list[np.ndarray] = []
+    new_xscale: list[float] = []
+    new_xowner: list[int] = []
     if model_ids:
         wanted = np.asarray(model_ids, dtype=np.int64)
         pos = np.searchsorted(ids, wanted)
         ok = pos < n
         ok[ok] = ids[pos[ok]] == wanted[ok]
-        pos = pos[ok]
         stamps = np.asarray(times, dtype=np.float64)[ok]
+        good = np.flatnonzero(ok)
+        pos = pos[ok]
         # Rows re-read inside the margin but stored at the same time are unchanged.
         changed = ~same[pos] | (updated[pos] != stamps)
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(-1, DIM)[ok]
-        q8[pos] = matrix
+        # A blob is the profile vector followed by any passage vectors (384 bytes each).
+        q8[pos] = np.frombuffer(b"".join(blobs[i][:DIM] for i in good), dtype=np.int8).reshape(-1, DIM)
+        for i, p in zip(good, pos, strict=True):
+            if len(blobs[i]) > DIM:
+                passages = np.frombuffer(blobs[i][DIM:], dtype=np.int8).reshape(-1, DIM)
+                new_x.extend(passages)
+                new_xscale.extend([scales[i]] * len(passages))
+                new_xowner.extend([int(p)] * len(passages))
         scale[pos] = np.asarray(scales, dtype=np.float32)[ok]
         present[pos] = True
         updated[pos] = stamps
+        reread[pos] = True
         fresh[pos[changed]] = True
+    # Passages: the previous ones of rows neither gone nor read again, plus those read now.
+    kept_x = np.zeros(0, dtype=np.int64)
+    kept_owner = np.zeros(0, dtype=np.int64)
+    if reuse and previous is not None and len(previous.xowner):
+        owner_ids = previous.ids[previous.xowner]
+        at = np.minimum(np.searchsorted(ids, owner_ids), max(n - 1, 0))
+        keep = (ids[at] == owner_ids) & same[at] & ~reread[at] if n else np.zeros(len(at), dtype=bool)
+        kept_x, kept_owner = np.flatnonzero(keep), at[keep]
+    xq8 = np.concatenate(
+        [previous.xq8[kept_x] if previous is not None else np.zeros((0, DIM), np.int8)]
+        + ([np.stack(new_x)] if new_x else [])
+    ).astype(np.int8)
+    xscale = np.concatenate(
+        [
+            previous.xscale[kept_x] if previous is not None else np.zeros(0, np.float32),
+            np.asarray(new_xscale, np.float32),
+        ]
+    )
+    xowner = np.concatenate([kept_owner, np.asarray(new_xowner, dtype=np.int64)])
+    xorder = np.argsort(xowner, kind="stable")
+    xq8, xscale, xowner = xq8[xorder], xscale[xorder], xowner[xorder]
     try:
         info = encoder_resolve(build=False)
     except Exception:  # noqa: BLE001 - search degrades to keywords, never fails
         log.exception("search encoder unavailable")
         info = None
-    index = VectorIndex(ids=ids, q8=q8, scale=scale, present=present, updated=updated, seen=seen, encoder=info)
+    index = VectorIndex(
+        ids=ids,
+        q8=q8,
+        scale=scale,
+        present=present,
+        updated=updated,
+        seen=seen,
+        encoder=info,
+        xq8=np.ascontiguousarray(xq8),
+        xscale=xscale,
+        xowner=xowner,
+    )
     if previous is not None:
         index._basis = previous._basis
         # Carry the prepared float forms over; compute only new or changed rows.
         todo = np.flatnonzero(fresh & present)
+        n_kept = len(kept_x)
         if previous._dense is not None and n <= EXACT_MAX:
             dense = np.zeros((n, DIM), dtype=np.float32)
             dense[same] = previous._dense[prev_pos[same]]
             dense[todo] = q8[todo].astype(np.float32) * scale[todo, None]
             index._dense = dense
+            if previous._xdense is not None:
+                new = np.asarray(new_x, dtype=np.float32).reshape(-1, DIM) * np.asarray(new_xscale, np.float32)[:, None]
+                index._xdense = np.concatenate([previous._xdense[kept_x], new])[xorder]
         elif previous._coarse is not None and index._basis is not None and n > EXACT_MAX:
-            coarse = np.zeros((n, COARSE_DIM), dtype=np.float32)
+            coarse = np.zeros((n, index._basis.shape[1]), dtype=np.float32)
             coarse[same] = previous._coarse[prev_pos[same]]
             with one_blas_thread():
                 coarse[todo] = (q8[todo].astype(np.float32) * scale[todo, None]) @ index._basis
+                if previous._xcoarse is not None:
+                    new_rows = xorder >= n_kept  # positions (after sorting) of passages read now
+                    xcoarse = np.zeros((len(xowner), index._basis.shape[1]), dtype=np.float32)
+                    xcoarse[~new_rows] = previous._xcoarse[kept_x][xorder[~new_rows]]
+                    if new_rows.any():
+                        xcoarse[new_rows] = _project(xq8[new_rows], xscale[new_rows], index._basis)
+                    index._xcoarse = xcoarse
             index._coarse = coarse
     return index
 
@@ -236,5 +331,12 @@ def query_vector(index: VectorIndex, q: str) -> np.ndarray | None:
 
 
 def cosine_of(index: VectorIndex, positions: Any, vector: np.ndarray) -> np.ndarray:
+    """Each model's best cosine with ``vector`` (profile or passage)."""
     pos = np.asarray(positions, dtype=np.int64)
-    return (index.q8[pos].astype(np.float32) @ vector) * index.scale[pos]
+    sims = np.full(len(index.ids), -np.inf, dtype=np.float32)
+    sims[pos] = (index.q8[pos].astype(np.float32) @ vector) * index.scale[pos]
+    wanted = np.zeros(len(index.ids), dtype=bool)
+    wanted[pos] = True
+    rows = np.flatnonzero(wanted[index.xowner])
+    _raise_to_best(sims, index.xowner[rows], (index.xq8[rows].astype(np.float32) @ vector) * index.xscale[rows])
+    return sims[pos]

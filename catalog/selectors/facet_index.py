@@ -71,6 +71,8 @@ class FacetIndex:
     vectors: VectorIndex | None = None
     # slug → position in ``ids``.
     slugs: dict[str, int] = field(default_factory=dict)
+    # hash(name_key(name)) per position: a question that is a model's name.
+    name_hash: np.ndarray | None = None
     # Ready JSON of list rows and detail answers, filled on first use and
     # dropped with this index when the generation token changes
     # (catalog.selectors.documents).
@@ -100,6 +102,11 @@ def _token() -> str:
 
         token = catalog_changed()
     return token
+
+
+def name_key(name: str) -> str:
+    """A name as compared with a question: case and spacing aside."""
+    return " ".join(name.split()).casefold()
 
 
 def facet_index() -> FacetIndex:
@@ -134,6 +141,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
             "license",
             "tags",
             "slug",
+            "name",
         )
     )
     n = len(rows)
@@ -159,6 +167,7 @@ def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:
         variant_codes=Codes(),
     )
     index.slugs = {r[13]: i for i, r in enumerate(rows)}
+    index.name_hash = np.fromiter((hash(name_key(r[14])) for r in rows), dtype=np.int64, count=n)
     index.active = np.fromiter((r[10] == "active" for r in rows), dtype=bool, count=n)
     index.license = np.fromiter((index.license_codes.code(r[11] or "") for r in rows), dtype=np.int32, count=n)
     pairs = [(i, index.tag_codes.code(str(t))) for i, r in enumerate(rows) for t in dict.fromkeys(r[12] or [])]

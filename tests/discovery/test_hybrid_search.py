@@ -164,3 +164,56 @@ SAME_ON_BOTH = [
 @pytest.mark.parametrize(("q", "expected"), SAME_ON_BOTH)
 def test_both_databases_give_the_same_top_results(demo_like: dict[str, Any], q: str, expected: list[str]) -> None:
     assert top(q, len(expected)) == [demo_like[k].slug for k in expected]
+
+
+def test_an_exact_name_ranks_first_whatever_the_slug(
+    semantic: None, make_model: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from catalog.models import RegisteredModel
+    from catalog.signals import catalog_changed
+
+    with django_capture_on_commit_callbacks(execute=True):
+        named = make_model("Churn scorer", summary="Probability that a subscriber cancels.")
+        make_model("Churn scorer for telecom subscribers", summary="Churn scorer: which subscribers cancel.")
+        make_model("Retail churn scorer", summary="Churn scorer for shoppers; churn scorer by store.")
+    RegisteredModel.objects.filter(pk=named.pk).update(slug="cs-v2")
+    catalog_changed()
+    assert top("churn scorer", 1) == ["cs-v2"]
+    assert top("  Churn   SCORER ", 1) == ["cs-v2"]
+
+
+def test_a_card_is_searched_passage_by_passage(
+    demo_like: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    """A Markdown card is cut into passages with their own vectors: a question
+    about one paragraph finds the model though the rest of the card is about
+    something else."""
+    from discovery.encoder import DIM
+
+    digits = demo_like["digits"]
+    filler = " ".join(f"Training detail {i}: the learning rate schedule and batch size were tuned." for i in range(20))
+    with django_capture_on_commit_callbacks(execute=True):
+        digits.card = (
+            "---\nlicense: mit\n---\n# Handwritten digits\n\n"
+            + filler
+            + "\n\n## Also used for\n\nReading the postcodes that people write on envelopes at the sorting office.\n\n"
+            + "```python\nmodel.predict(x)\n```\n"
+        )
+        digits.save()
+    stored = ModelEmbedding.objects.get(model=digits)
+    assert len(bytes(stored.vector)) >= 3 * DIM  # profile + at least two passages
+    assert top("read postcodes written on envelopes", 1) == [digits.slug]
+
+
+def test_a_new_recipe_re_encodes_encoded_vectors_and_keeps_templates(demo_like: dict[str, Any]) -> None:
+    from discovery.models import EmbeddingSource
+    from discovery.services import RECIPE, embeddings_refresh
+
+    router, breast = demo_like["router"], demo_like["breast"]
+    ModelEmbedding.objects.filter(model=router).update(encoder="local:0000000000000000/r1")
+    ModelEmbedding.objects.filter(model=breast).update(
+        encoder="local:0000000000000000/r1", source=EmbeddingSource.TEMPLATE
+    )
+    assert embeddings_refresh() == 1
+    assert ModelEmbedding.objects.get(model=router).encoder.endswith(f"/r{RECIPE}")
+    assert ModelEmbedding.objects.get(model=breast).source == EmbeddingSource.TEMPLATE
