@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from catalog.models import RegisteredModel
-from catalog.selectors.facet_index import FacetIndex, facet_index, name_key
+from catalog.selectors.facet_index import FacetIndex, facet_index
 from catalog.selectors.taxonomy import TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
 
@@ -115,26 +115,45 @@ def _postgres_tsquery(terms: list[str]) -> str:
     return " & ".join(f"{t}:*" for t in terms)
 
 
-# Below this many candidates the text query is restricted to them, so that
-# PostgreSQL ranks only rows that can appear in the result.
-RESTRICT_TEXT_BELOW = 20_000
+# Below this many candidates (and a quarter of the catalogue) the text query
+# is restricted to them, so that PostgreSQL ranks only rows that can appear in
+# the result. Above it the
+# query matches the whole catalogue (the candidates are applied in memory):
+# sending thousands of ids costs more than ranking the extra rows, and the
+# answer can be kept for the generation.
+RESTRICT_TEXT_BELOW = 2_000
+# Whole-catalogue keyword answers kept per generation (on the facet index,
+# dropped with it on any write): a word's matches and ranks are the same for
+# every viewer and filter until the catalogue changes.
+KEYWORD_MEMO_MAX = 256
 
 
-def _text_matches(q: str, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _text_matches(
+    q: str, candidates: np.ndarray, index: FacetIndex | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Ids and relevance of the models matching every term of ``q`` (None: no terms).
 
-    ``candidates`` are the model ids the other filters left.
+    ``candidates`` are the model ids the other filters left; the answer may
+    hold other models too (callers apply their mask).
     """
     terms = _terms(q)
     if not terms:
         return None
+    key = " ".join(terms)
+    memo: dict[str, tuple[np.ndarray, np.ndarray]] = index.documents.setdefault("keyword", {}) if index else {}
+    if key in memo:
+        return memo[key]
+    # Restricted when the other filters left few candidates, a small part of
+    # the catalogue; otherwise the whole catalogue's answer is kept.
+    few = len(candidates) < RESTRICT_TEXT_BELOW and (index is None or len(candidates) < len(index.ids) // 4)
+    restrict = connection.vendor == "postgresql" and few
     if connection.vendor == "postgresql":
         sql = (
             "SELECT model_id, ts_rank_cd(document, query) FROM catalog_modelsearch, "
             "to_tsquery('english', %s) AS query WHERE document @@ query"
         )
         args: list[Any] = [_postgres_tsquery(terms)]
-        if len(candidates) < RESTRICT_TEXT_BELOW:
+        if restrict:
             sql += " AND model_id = ANY(%s)"
             args.append([int(i) for i in candidates])
         with connection.cursor() as cursor:
@@ -143,9 +162,18 @@ def _text_matches(q: str, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarra
     else:
         pairs = _fallback_matches(terms)
     if not pairs:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    ids, ranks = zip(*pairs, strict=True)
-    return np.fromiter(ids, dtype=np.int64, count=len(ids)), np.fromiter(ranks, dtype=np.float64, count=len(ranks))
+        found = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    else:
+        ids, ranks = zip(*pairs, strict=True)
+        found = (
+            np.fromiter(ids, dtype=np.int64, count=len(ids)),
+            np.fromiter(ranks, dtype=np.float64, count=len(ranks)),
+        )
+    if not restrict and index is not None:
+        if len(memo) >= KEYWORD_MEMO_MAX:
+            memo.clear()
+        memo[key] = found
+    return found
 
 
 def _fallback_matches(terms: list[str]) -> list[tuple[int, float]]:
@@ -165,8 +193,7 @@ def _fallback_matches(terms: list[str]) -> list[tuple[int, float]]:
 
 
 # Reciprocal-rank fusion: score = sum over the keyword and the semantic lists of
-# 1 / (RRF_K + rank). A model whose slug or name (case and spacing aside) is
-# the question itself comes first.
+# 1 / (RRF_K + rank). A model whose slug is the question itself comes first.
 RRF_K = 60
 EXACT_BONUS = 1.0
 
@@ -205,11 +232,6 @@ def _hybrid(
     if exact is not None and mask[exact]:
         hit[exact] = True
         score[exact] += EXACT_BONUS
-    if index.name_hash is not None:
-        named = np.flatnonzero(index.name_hash == hash(name_key(q)))
-        named = named[mask[named]]
-        hit[named] = True
-        score[named] += EXACT_BONUS
     return score, hit
 
 
@@ -290,7 +312,7 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     if variants is not None:
         mask &= variants
     rank = np.zeros(len(index.ids), dtype=np.float64)
-    text = _text_matches(p.q, index.ids[mask])
+    text = _text_matches(p.q, index.ids[mask], index)
     if text is not None:
         rank, hit = _hybrid(index, p.q, mask, text)
         mask &= hit
