@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from catalog.models import RegisteredModel
-from catalog.selectors.facet_index import FacetIndex, facet_index
+from catalog.selectors.facet_index import FacetIndex, facet_index, name_key
 from catalog.selectors.taxonomy import TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
 
@@ -193,7 +193,8 @@ def _fallback_matches(terms: list[str]) -> list[tuple[int, float]]:
 
 
 # Reciprocal-rank fusion: score = sum over the keyword and the semantic lists of
-# 1 / (RRF_K + rank). A model whose slug is the question itself comes first.
+# 1 / (RRF_K + rank). A model whose slug or name (case and spacing aside) is
+# the question itself comes first.
 RRF_K = 60
 EXACT_BONUS = 1.0
 
@@ -232,6 +233,11 @@ def _hybrid(
     if exact is not None and mask[exact]:
         hit[exact] = True
         score[exact] += EXACT_BONUS
+    if index.name_hash is not None:
+        named = np.flatnonzero(index.name_hash == hash(name_key(q)))
+        named = named[mask[named]]
+        hit[named] = True
+        score[named] += EXACT_BONUS
     return score, hit
 
 
