@@ -231,13 +231,17 @@ def vector_index_load(ids: np.ndarray, previous: VectorIndex | None) -> VectorIn
         # Rows re-read inside the margin but stored at the same time are unchanged.
         changed = ~same[pos] | (updated[pos] != stamps)
         # A blob is the profile vector followed by any passage vectors (384 bytes each).
-        q8[pos] = np.frombuffer(b"".join(blobs[i][:DIM] for i in good), dtype=np.int8).reshape(-1, DIM)
-        for i, p in zip(good, pos, strict=True):
-            if len(blobs[i]) > DIM:
-                passages = np.frombuffer(blobs[i][DIM:], dtype=np.int8).reshape(-1, DIM)
-                new_x.extend(passages)
-                new_xscale.extend([scales[i]] * len(passages))
-                new_xowner.extend([int(p)] * len(passages))
+        lengths = np.fromiter((len(blobs[i]) for i in good), dtype=np.int64, count=len(good))
+        if (lengths == DIM).all():
+            q8[pos] = np.frombuffer(b"".join(blobs[i] for i in good), dtype=np.int8).reshape(-1, DIM)
+        else:
+            q8[pos] = np.frombuffer(b"".join(blobs[i][:DIM] for i in good), dtype=np.int8).reshape(-1, DIM)
+        for j in np.flatnonzero(lengths > DIM):
+            i = good[j]
+            passages = np.frombuffer(blobs[i][DIM:], dtype=np.int8).reshape(-1, DIM)
+            new_x.extend(passages)
+            new_xscale.extend([scales[i]] * len(passages))
+            new_xowner.extend([int(pos[j])] * len(passages))
         scale[pos] = np.asarray(scales, dtype=np.float32)[ok]
         present[pos] = True
         updated[pos] = stamps
