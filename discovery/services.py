@@ -353,13 +353,22 @@ def embeddings_refresh(
                 "model_id", "text_sha256", "encoder", "source"
             )
         }
-        todo = []
+        todo, adopted = [], []
         for pk, text in texts.items():
             sha = text.sha256()
             old = stored.get(pk)
+            if not force and old is not None and old[2] == EmbeddingSource.TEMPLATE and "/r" not in old[1]:
+                # A template vector stored before recipes were numbered (its
+                # text hash was computed differently): kept and re-keyed, not
+                # re-encoded — a catalog_synth database of 100k entries would
+                # otherwise be encoded again (~13 min) by the next seed_demo.
+                adopted.append(ModelEmbedding(model_id=pk, text_sha256=sha, encoder=key))
+                continue
             if not force and old is not None and old[0] == sha and (old[1] == key or old[2] == "template"):
                 continue
             todo.append((pk, text, sha))
+        if adopted:
+            ModelEmbedding.objects.bulk_update(adopted, ["text_sha256", "encoder"], batch_size=1000)
         if not todo:
             continue
         packed = [pack(v) for v in model_vectors(encoder, [t for _, t, _ in todo])]

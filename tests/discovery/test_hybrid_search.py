@@ -217,3 +217,28 @@ def test_a_new_recipe_re_encodes_encoded_vectors_and_keeps_templates(demo_like: 
     assert embeddings_refresh() == 1
     assert ModelEmbedding.objects.get(model=router).encoder.endswith(f"/r{RECIPE}")
     assert ModelEmbedding.objects.get(model=breast).source == EmbeddingSource.TEMPLATE
+
+
+def test_a_template_vector_from_before_numbered_recipes_is_kept_and_re_keyed(
+    demo_like: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    from discovery.models import EmbeddingSource
+    from discovery.services import RECIPE, embeddings_refresh
+
+    churn = demo_like["churn"]
+    ModelEmbedding.objects.filter(model=churn).update(
+        encoder="local:0000000000000000", source=EmbeddingSource.TEMPLATE, text_sha256="0" * 64
+    )
+    before = bytes(ModelEmbedding.objects.get(model=churn).vector)
+    assert embeddings_refresh() == 0
+    row = ModelEmbedding.objects.get(model=churn)
+    assert row.encoder.endswith(f"/r{RECIPE}")
+    assert row.text_sha256 != "0" * 64
+    assert bytes(row.vector) == before
+    # From then on an edit re-encodes it like any template row.
+    with django_capture_on_commit_callbacks(execute=True):
+        churn.summary = "Flags subscribers likely to leave next month."
+        churn.save()
+    row = ModelEmbedding.objects.get(model=churn)
+    assert row.source == EmbeddingSource.ENCODED
+    assert bytes(row.vector) != before
