@@ -1,5 +1,5 @@
 """Search latency at scale: the ``model_search`` selector in-process and
-``GET /api/v1/models/`` over HTTP (gunicorn on loopback), for a fixed query mix.
+``GET /api/v1/models/`` over HTTP (gunicorn on loopback, production settings), for a fixed query mix.
 
     .venv/bin/python bench/search.py [--count 100000] [--repeat 60]
 
@@ -129,9 +129,13 @@ def main() -> None:
         # Measure the search, not the whole-response cache (catalog/page_cache.py).
         "PAGE_CACHE_SECONDS": "0",
     }
+    # The production server settings (modellibrary/gunicorn.conf.py: gthread
+    # workers, keep-alive, warm-up), with 2 worker processes.
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(ROOT / "modellibrary" / "gunicorn.conf.py"),
             "modellibrary.wsgi",
             "-b",
             f"127.0.0.1:{args.port}",

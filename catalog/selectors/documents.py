@@ -28,7 +28,9 @@ The output is byte-for-byte what ``ModelSummarySerializer`` /
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,7 @@ from catalog.models import Alias, Metric, ModelVersion, RegisteredModel, Variant
 if TYPE_CHECKING:
     from catalog.selectors.facet_index import FacetIndex
 
+log = logging.getLogger(__name__)
 _DATETIME = serializers.DateTimeField()
 # Marks a slot inside a document before encoding: a value no model can hold
 # (a NUL is escaped by json.dumps, so the encoded marker is unambiguous).
@@ -267,35 +270,52 @@ def _variant_data(v: Variant, doc: DetailDocument) -> dict[str, Any]:
     return data
 
 
-def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dict[str, bytes]] | None:
-    """The model's document, and the download counters it was built with."""
-    # The model row comes with its versions (one query); a model without
-    # versions is read alone.
-    versions = list(
-        ModelVersion.objects.filter(registered_model_id=model_id).select_related(
-            "registered_model", "base_version__registered_model", "dataset_version__dataset"
-        )
-    )
-    model: RegisteredModel | None
-    if versions:
-        model = versions[0].registered_model
-        by_pk = {v.pk: v for v in versions}
+def _details_build(index: FacetIndex, model_ids: list[int]) -> dict[int, tuple[DetailDocument, dict[str, bytes]]]:
+    """The documents of ``model_ids`` (absent models left out), each with the
+    download counters it was built with: four queries for any number."""
+    # The model rows come with their versions; models without versions are read alone.
+    versions: dict[int, list[ModelVersion]] = {}
+    for v in ModelVersion.objects.filter(registered_model_id__in=model_ids).select_related(
+        "registered_model", "base_version__registered_model", "dataset_version__dataset"
+    ):
+        versions.setdefault(v.registered_model_id, []).append(v)
+    models: dict[int, RegisteredModel] = {}
+    for model_id, group in versions.items():
+        model = group[0].registered_model
+        by_pk = {v.pk: v for v in group}
         if model.latest_version_id in by_pk:
             model.latest_version = by_pk[model.latest_version_id]
-    else:
-        model = RegisteredModel.objects.filter(pk=model_id).first()
-    if model is None:
-        return None
-    version_ids = [v.pk for v in versions]
+        models[model_id] = model
+    alone = [i for i in model_ids if i not in versions]
+    if alone:
+        models.update((m.pk, m) for m in RegisteredModel.objects.filter(pk__in=alone).select_related("latest_version"))
+    version_ids = [v.pk for group in versions.values() for v in group]
     metrics: dict[int, list[Metric]] = {}
     variants: dict[int, list[Variant]] = {}
-    aliases: list[Alias] = []
+    aliases: dict[int, list[Alias]] = {}
     if version_ids:
         for metric in Metric.objects.filter(version_id__in=version_ids):
             metrics.setdefault(metric.version_id, []).append(metric)
         for variant in Variant.objects.filter(version_id__in=version_ids):
             variants.setdefault(variant.version_id, []).append(variant)
-        aliases = list(Alias.objects.filter(registered_model_id=model_id))
+        for alias in Alias.objects.filter(registered_model_id__in=list(versions)):
+            aliases.setdefault(alias.registered_model_id, []).append(alias)
+    return {
+        model_id: _detail_document(
+            index, model, versions.get(model_id, []), metrics, variants, aliases.get(model_id, [])
+        )
+        for model_id, model in models.items()
+    }
+
+
+def _detail_document(
+    index: FacetIndex,
+    model: RegisteredModel,
+    versions: list[ModelVersion],
+    metrics: dict[int, list[Metric]],
+    variants: dict[int, list[Variant]],
+    aliases: list[Alias],
+) -> tuple[DetailDocument, dict[str, bytes]]:
     number = {v.pk: v.version for v in versions}
     doc = DetailDocument(encoded=Encoded([], []), slug=model.slug)
     data = summary_data(index, model, metrics.get(model.latest_version_id or 0, []))
@@ -364,8 +384,54 @@ def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dic
         }
     )
     doc.encoded = Encoded.of(data)
-    counts = {f"dl{x.pk}": str(x.download_count).encode() for group in variants.values() for x in group}
+    counts = {f"dl{x.pk}": str(x.download_count).encode() for v in versions for x in variants.get(v.pk, [])}
     return doc, counts
+
+
+def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dict[str, bytes]] | None:
+    return _details_build(index, [model_id]).get(model_id)
+
+
+# Long-lived web processes (those that listen for the generation token,
+# catalog.selectors.live_state) build every model's detail document in the
+# background when an index loads, for catalogues up to this size (~2.5 KB a
+# model); larger catalogues build each document on its first request.
+DETAIL_PREBUILD_MAX = 20_000
+DETAIL_PREBUILD_CHUNK = 500
+
+
+def details_prebuild(index: FacetIndex) -> threading.Thread | None:
+    """Start building ``index``'s detail documents in a background thread."""
+    from catalog.selectors import live_state
+
+    if len(index.ids) > DETAIL_PREBUILD_MAX or not live_state.enabled():
+        return None
+    thread = threading.Thread(target=_prebuild, args=(index,), name="catalog-detail-prebuild", daemon=True)
+    thread.start()
+    return thread
+
+
+def _prebuild(index: FacetIndex) -> None:
+    from django.db import connection
+
+    from catalog.selectors import facet_index as fi
+    from catalog.selectors.live_state import downloads_generation
+
+    cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
+    try:
+        ids = [int(i) for i in index.ids]
+        for start in range(0, len(ids), DETAIL_PREBUILD_CHUNK):
+            if fi.current() is not index:
+                return  # a newer generation: its own prebuild runs
+            chunk = [i for i in ids[start : start + DETAIL_PREBUILD_CHUNK] if i not in cache]
+            generation = downloads_generation()
+            for model_id, (doc, counts) in _details_build(index, chunk).items():
+                doc.counts, doc.counts_at = counts, generation
+                cache.setdefault(model_id, doc)  # a request may have built it meanwhile
+    except Exception:  # noqa: BLE001 - requests build what is missing
+        log.exception("detail documents prebuild failed")
+    finally:
+        connection.close()
 
 
 def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str) -> bytes | None:

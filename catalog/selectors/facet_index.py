@@ -121,7 +121,15 @@ def facet_index() -> FacetIndex:
             # The token is read before the rows: a write in between leaves a
             # newer token behind, and the next call reloads again.
             _current = _load(token, _current)
+            from catalog.selectors.documents import details_prebuild
+
+            details_prebuild(_current)
         return _current
+
+
+def current() -> FacetIndex | None:
+    """The index this process holds now (None before the first search)."""
+    return _current
 
 
 def _load(token: str, previous: FacetIndex | None = None) -> FacetIndex:

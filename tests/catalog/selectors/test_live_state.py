@@ -98,3 +98,24 @@ def test_a_download_makes_the_detail_read_its_counters_again(
     Variant.objects.filter(version__registered_model=model).update(download_count=3)
     wait_for(lambda: live_state.downloads_generation() != before)
     assert client.get(path).json()["versions"][0]["variants"][0]["download_count"] == 3
+
+
+def test_listening_processes_prebuild_every_detail_document(
+    listening: None, make_model: Any, django_assert_num_queries: Any
+) -> None:
+    from django.test import Client
+
+    from catalog.selectors import facet_index
+
+    models = [make_model(f"Model {i}", variants=[{"precision": "fp32"}]) for i in range(3)]
+    wait_for(lambda: live_state.known_token() is not None)
+    client = Client()
+    assert client.get("/api/v1/models/").status_code == 200  # loads the index, starts the prebuild
+    index = facet_index.current()
+    assert index is not None
+    wait_for(lambda: len(index.documents.get("detail", {})) == len(models))
+    for model in models:  # never requested before: served from the prebuilt documents
+        with django_assert_num_queries(0):
+            body = client.get(f"/api/v1/models/{model.slug}/").json()
+        assert body["slug"] == model.slug
+        assert body["versions"][0]["variants"][0]["download_count"] == 0
