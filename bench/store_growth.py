@@ -32,12 +32,26 @@ sys.path.insert(0, str(ROOT))
 MB = 1_000_000
 
 
-def store_files(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+def store_files(root: Path) -> dict[str, tuple[int, int]]:
+    """path → (inode, size) of every file under the store."""
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_ino, st.st_size)
+    return out
 
 
-def added(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in after.items() if k not in before}
+def added(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """The files that appeared, each inode counted once (a chunk hard-linked to
+    a whole blob that was already there adds no bytes)."""
+    seen = {ino for ino, _ in before.values()}
+    out = {}
+    for key, (ino, size) in sorted(after.items()):
+        if key not in before and ino not in seen:
+            seen.add(ino)
+            out[key] = size
+    return out
 
 
 def by_kind(files: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -92,7 +106,7 @@ def main() -> None:
     for v in version_compile(version_id=base.pk):
         print(f"  base {v.name}: {v.status} {v.size or 0:,} bytes {v.status_reason[:80]}")
     print(
-        f"base registered and compiled in {time.perf_counter() - started:.0f} s; store {sum(store_files(root).values()) / MB:.1f} MB"
+        f"base registered and compiled in {time.perf_counter() - started:.0f} s; store {sum(size for _, size in store_files(root).values()) / MB:.1f} MB"
     )
 
     team = team_get_or_create(name="Bench")

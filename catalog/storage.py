@@ -185,9 +185,28 @@ def _put_chunk(fh: IO[bytes], start: int, length: int) -> str:
     sha256. Hashed first, so that a chunk already stored (the common case for
     the tensors of a fine-tune's frozen encoder) is not copied at all."""
     sha256 = _sha256_of(fh, start, length)
-    if not artifact_storage().exists(chunk_key(sha256)):
+    if not artifact_storage().exists(chunk_key(sha256)) and not _link_plain_as_chunk(sha256):
         _put(_Slice(fh, start, length), chunk_key, sha256)  # type: ignore[arg-type]
     return sha256
+
+
+def _link_plain_as_chunk(sha256: str) -> bool:
+    """On a filesystem store, a chunk whose bytes are already a whole blob (a
+    bundle's tokenizer member and the version's own tokenizer file) becomes a
+    hard link to it: no second copy on disk. Both names stay valid if the
+    other is deleted. False when there is no such blob or no local disk."""
+    plain = artifact_local_path(sha256)
+    if plain is None:
+        return False
+    try:
+        target = Path(artifact_storage().path(chunk_key(sha256)))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".link-{os.getpid()}-{target.name}")
+        os.link(plain, staging)
+        os.replace(staging, target)  # atomic: a reader sees the whole chunk or none
+    except OSError:
+        return False
+    return True
 
 
 def artifact_put_path(path: str | Path, *, expected_sha256: str | None = None, split: bool = False) -> StoredArtifact:

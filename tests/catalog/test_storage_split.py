@@ -268,3 +268,15 @@ def test_version_files_are_stored_split(artifact_store: Path, tmp_path: Path) ->
     out = artifact_materialize(list(entries.values()), tmp_path / "copy")
     for name in entries:
         assert (out / name).read_bytes() == (tmp_path / name).read_bytes()
+
+
+def test_a_chunk_that_is_already_a_whole_blob_is_a_hard_link(artifact_store: Path, tmp_path: Path) -> None:
+    """The version's own tokenizer file and the bundle's tokenizer member: one copy on disk."""
+    whole = artifact_put(io.BytesIO(TOKENIZER))
+    bundle = make_bundle(tmp_path, "base", ENCODER, RNG.normal(size=(256, 3)).astype(np.float32), TOKENIZER)
+    stored = artifact_put_path(bundle, split=True)
+    plain, chunk = artifact_store / artifact_key(whole.sha256), artifact_store / chunk_key(whole.sha256)
+    assert os.path.samefile(plain, chunk)
+    plain.unlink()  # the whole blob deleted: the bundle still reads
+    with artifact_open(stored.sha256) as fh:
+        assert fh.read() == bundle.read_bytes()

@@ -185,7 +185,11 @@ def test_a_failing_job_keeps_a_readable_reason(
     # The base weights vanish from the store before the worker runs.
     for entry in tiny_encoder.files:
         if entry["name"] == "model.safetensors":
-            (artifact_store / "sha256" / entry["sha256"][:2] / entry["sha256"][2:]).unlink()
+            # stored whole or split (catalog/storage.py): remove what names it
+            from catalog.storage import artifact_key, composite_key
+
+            for key in (artifact_key(entry["sha256"]), composite_key(entry["sha256"])):
+                (artifact_store / key).unlink(missing_ok=True)
     finetune_execute(job_id=job_id)
     body = alice.get(f"/api/v1/finetune-jobs/{job_id}/").json()
     assert body["status"] == "failed"
