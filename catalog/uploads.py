@@ -160,24 +160,30 @@ class RequestBody:
         want = min(len(view), self.remaining)
         if want <= 0:
             return 0
+        try:
+            n = self._readinto(view, want)
+        except TimeoutError:
+            raise UploadError(408, f"The client sent nothing for {IDLE_TIMEOUT_S:.0f} s.") from None
+        except OSError as exc:  # reset by the client, UnreadablePostError…
+            raise UploadError(400, f"The connection broke before the end of the body ({exc}).") from None
+        if n == 0:
+            raise UploadError(400, f"The body ended {self.remaining} bytes before its Content-Length.")
+        self.remaining -= n
+        return n
+
+    def _readinto(self, view: memoryview, want: int) -> int:
         if self._held:
             n = min(want, len(self._held))
             view[:n] = self._held[:n]
             self._held = self._held[n:]
         elif self._sock is not None:
-            try:
-                n = self._sock.recv_into(view[:want])
-            except TimeoutError:
-                raise UploadError(408, f"The client sent nothing for {IDLE_TIMEOUT_S:.0f} s.") from None
+            n = self._sock.recv_into(view[:want])
             if self._gunicorn is not None:
                 self._gunicorn[1].length -= n
         else:
             data = self.request.read(want)
             n = len(data)
             view[:n] = data
-        if n == 0:
-            raise UploadError(400, f"The body ended {self.remaining} bytes before its Content-Length.")
-        self.remaining -= n
         return n
 
     def readinto_full(self, view: memoryview) -> int:

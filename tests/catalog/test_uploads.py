@@ -176,6 +176,27 @@ def test_a_body_shorter_than_its_content_length_is_refused(settings: Any) -> Non
     assert temp_files(settings) == []
 
 
+def test_a_connection_that_breaks_is_a_400_and_leaves_nothing(settings: Any) -> None:
+    from django.http import UnreadablePostError
+
+    data = b"z" * 100_000
+    request = request_for(data, content_type="application/octet-stream")
+    reads = iter([data[:1000]])
+
+    def read(size: int) -> bytes:
+        try:
+            return next(reads)
+        except StopIteration:
+            raise UnreadablePostError("connection reset by peer") from None
+
+    request.read = read
+    with pytest.raises(UploadError) as refused:
+        body_store(request, size=len(data))
+    assert refused.value.status == 400
+    assert "connection broke" in refused.value.message
+    assert temp_files(settings) == []
+
+
 def test_body_store_checks_size_and_digest_before_anything_is_visible(artifact_store: Path, settings: Any) -> None:
     data = b"lfs object " * 10_000
     sha = hashlib.sha256(data).hexdigest()
