@@ -394,10 +394,12 @@ def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dic
 
 # Long-lived web processes (those that listen for the generation token,
 # catalog.selectors.live_state) build every model's detail document in the
-# background when an index loads, for catalogues up to this size (~2.5 KB a
-# model); larger catalogues build each document on its first request.
+# background once a generation's first detail answer is asked for, for
+# catalogues up to this size (~2.5 KB a model); larger catalogues build each
+# document on its first request.
 DETAIL_PREBUILD_MAX = 20_000
 DETAIL_PREBUILD_CHUNK = 500
+_prebuild_lock = threading.Lock()
 
 
 def details_prebuild(index: FacetIndex) -> threading.Thread | None:
@@ -442,6 +444,12 @@ def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str
     model_id = int(index.ids[position])
     from catalog.selectors.live_state import downloads_generation
 
+    if "prebuild" not in index.documents:
+        # The generation's first detail answer in this process starts the rest.
+        with _prebuild_lock:
+            if "prebuild" not in index.documents:
+                index.documents["prebuild"] = {}
+                details_prebuild(index)
     cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
     generation = downloads_generation()  # read before the counters, so a bump in between re-reads
     if model_id in cache:

@@ -121,9 +121,6 @@ def facet_index() -> FacetIndex:
             # The token is read before the rows: a write in between leaves a
             # newer token behind, and the next call reloads again.
             _current = _load(token, _current)
-            from catalog.selectors.documents import details_prebuild
-
-            details_prebuild(_current)
         return _current
 
 
