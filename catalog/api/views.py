@@ -25,7 +25,7 @@ from catalog.api.serializers import (
     TaxonomySerializer,
 )
 from catalog.models import Alias, ModelVersion
-from catalog.selectors.documents import Viewer, json_bytes, list_rows, model_detail_json
+from catalog.selectors.documents import Viewer, details_prebuild_once, json_bytes, list_rows, model_detail_json
 from catalog.selectors.facet_index import facet_index
 from catalog.selectors.search import SearchResult, model_search
 from catalog.selectors.taxonomy import UnknownTaxonomyNode, taxonomy_tree
@@ -86,6 +86,7 @@ def models_list(request: Request) -> HttpResponse | Response:
         # Ready row JSON joined into the page (catalog/selectors/documents.py):
         # the same bytes the serializer and JSONRenderer give, without them.
         start = (page - 1) * size
+        details_prebuild_once(result.index)  # an API client: its next request is likely a detail
         rows = list_rows(result.index, [int(i) for i in result.ids[start : start + size]], _base(request))
         body = json_bytes(head)[:-1] + b',"results":[' + b",".join(rows) + b'],"facets":'
         return _json_response(body + json_bytes(_facets(result)) + b"}")

@@ -394,12 +394,25 @@ def _detail_build(index: FacetIndex, model_id: int) -> tuple[DetailDocument, dic
 
 # Long-lived web processes (those that listen for the generation token,
 # catalog.selectors.live_state) build every model's detail document in the
-# background once a generation's first detail answer is asked for, for
-# catalogues up to this size (~2.5 KB a model); larger catalogues build each
-# document on its first request.
+# background from a generation's first API answer (search or detail), for
+# catalogues up to this size (~2.5 KB a model; ~3 s of CPU per process and
+# generation at 10,000 models, aborted at the next chunk when a newer
+# generation arrives); larger catalogues build each document on its first
+# request.
 DETAIL_PREBUILD_MAX = 20_000
 DETAIL_PREBUILD_CHUNK = 500
 _prebuild_lock = threading.Lock()
+
+
+def details_prebuild_once(index: FacetIndex) -> None:
+    """Start the generation's prebuild in this process if it has not started
+    (the API's answers call this: a process that serves API clients)."""
+    if "prebuild" in index.documents:
+        return
+    with _prebuild_lock:
+        if "prebuild" not in index.documents:
+            index.documents["prebuild"] = {}
+            details_prebuild(index)
 
 
 def details_prebuild(index: FacetIndex) -> threading.Thread | None:
@@ -430,6 +443,7 @@ def _prebuild(index: FacetIndex) -> None:
             for model_id, (doc, counts) in _details_build(index, chunk).items():
                 doc.counts, doc.counts_at = counts, generation
                 cache.setdefault(model_id, doc)  # a request may have built it meanwhile
+        log.info("detail documents prebuilt: %d models", len(ids))
     except Exception:  # noqa: BLE001 - requests build what is missing
         log.exception("detail documents prebuild failed")
     finally:
@@ -444,12 +458,7 @@ def model_detail_json(index: FacetIndex, *, slug: str, viewer: Viewer, base: str
     model_id = int(index.ids[position])
     from catalog.selectors.live_state import downloads_generation
 
-    if "prebuild" not in index.documents:
-        # The generation's first detail answer in this process starts the rest.
-        with _prebuild_lock:
-            if "prebuild" not in index.documents:
-                index.documents["prebuild"] = {}
-                details_prebuild(index)
+    details_prebuild_once(index)
     cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
     generation = downloads_generation()  # read before the counters, so a bump in between re-reads
     if model_id in cache:
