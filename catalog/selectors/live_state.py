@@ -79,7 +79,11 @@ class _Listener:
 
     def written(self, token: str) -> None:
         with self.lock:
-            self.pending[token] = time.monotonic()
+            if self.thread is None or self.pid != os.getpid():
+                return  # no listener in this process (a worker, a script): nothing to hold back
+            now = time.monotonic()
+            self.pending = {t: since for t, since in self.pending.items() if now - since <= PENDING_FORGET_S}
+            self.pending[token] = now
 
     # --- the listening thread ---------------------------------------------------------------
 

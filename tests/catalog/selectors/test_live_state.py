@@ -121,3 +121,9 @@ def test_listening_processes_prebuild_every_detail_document(
             body = client.get(f"/api/v1/models/{model.slug}/").json()
         assert body["slug"] == model.slug
         assert body["versions"][0]["variants"][0]["download_count"] == 0
+
+
+def test_a_process_without_a_listener_holds_no_pending_tokens() -> None:
+    listener = live_state._Listener()  # a Celery worker or a script: never started one
+    listener.written("d" * 32)
+    assert listener.pending == {}
