@@ -573,15 +573,29 @@ def store_check(h: Harness) -> tuple[list[str], list[str], list[str]]:
     referenced |= {s for s in Variant.objects.values_list("sha256", flat=True) if s}
     for files in ModelVersion.objects.values_list("files", flat=True):
         referenced |= {str(f["sha256"]) for f in files or []}
-    stored = {}
+    # Whole blobs (sha256/), and split files (catalog/storage.py): a recipe
+    # (composites/) per file and the chunks (chunks/) its recipe names.
+    stored: dict[str, str] = {}
+    recipes: dict[str, str] = {}
+    chunks: dict[str, str] = {}
     for rel in tree_files(h.artifacts):
         parts = Path(rel).parts
-        if len(parts) == 3 and parts[0] == "sha256":
-            stored[parts[1] + parts[2]] = rel
+        kinds = {"sha256": stored, "composites": recipes, "chunks": chunks}
+        if len(parts) == 3 and parts[0] in kinds:
+            kinds[parts[0]][parts[1] + parts[2]] = rel
         else:
             stored[rel] = rel
-    orphans = sorted(rel for digest, rel in stored.items() if digest not in referenced)
-    missing = sorted(d for d in referenced if d not in stored)
+    named: set[str] = set()
+    for digest, rel in recipes.items():
+        if digest in referenced:
+            named |= {str(seg[0]) for seg in json.loads((h.artifacts / rel).read_text())["segments"]}
+    orphans = sorted(
+        [rel for digest, rel in stored.items() if digest not in referenced]
+        + [rel for digest, rel in recipes.items() if digest not in referenced]
+        + [rel for digest, rel in chunks.items() if digest not in named]
+    )
+    missing = sorted(d for d in referenced if d not in stored and d not in recipes)
+    missing += sorted(f"chunk {c}" for c in named if c not in chunks)
     leftovers = [f"tmp/{p}" for p in tree_files(h.tmp)] + [f"web-tmp/{p}" for p in tree_files(h.web_tmp)]
     return orphans, missing, leftovers
 
