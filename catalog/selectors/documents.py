@@ -17,8 +17,13 @@ filled at answer time:
   ``catalog.selectors.lineage.lineage_summary``), computed from facts stored
   with the document, without a query;
 * a variant's ``download_count`` — bumped by downloads with a bulk
-  ``update()`` that does not change the generation token, so it is read fresh
-  (one query per detail answer, only when the model has variants).
+  ``update()`` that does not change the generation token, so it is read
+  again (one query, only when the model has variants): on every answer, or,
+  in a process that listens (``catalog.selectors.live_state``), only after a
+  download notification.
+
+In listening processes a generation's first API answer also starts building
+every model's detail document in the background (``DETAIL_PREBUILD_MAX``).
 
 The output is byte-for-byte what ``ModelSummarySerializer`` /
 ``ModelDetailSerializer`` rendered by DRF's ``JSONRenderer`` give
