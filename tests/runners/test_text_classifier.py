@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,14 @@ def test_default_recipe_unfreezes_with_early_stopping_and_keeps_the_best_epoch(
     assert trial["chosen"] is True
     history = trial["validation_history"]
     assert history[0][0] == 0  # epoch 0: the warmed-up head on the frozen encoder
-    assert trial["validation_macro_f1"] == max(f1 for _, f1 in history)
-    assert trial["best_epoch"] == next(e for e, f1 in history if f1 == trial["validation_macro_f1"])
+    assert trial["epochs_run"] >= 4  # the minimum before early stopping may stop
+    check = trial["baseline_check"]
+    if check["baseline_kept"]:
+        assert (trial["best_epoch"], trial["validation_macro_f1"]) == (0, history[0][1])
+    else:  # the best fine-tuned epoch, the later one on a tie
+        best = max(f1 for e, f1 in history if e >= 1)
+        assert trial["validation_macro_f1"] == best
+        assert trial["best_epoch"] == max(e for e, f1 in history if e >= 1 and f1 == best)
     assert trial["hyperparameters"]["unfreeze_layers"] == 2  # small data: every layer of the tiny encoder
     assert trial["loss_history"]
     assert trial["epochs_run"] >= 1
@@ -231,7 +238,7 @@ def test_plan_recipes_follows_data_size_labels_and_budget() -> None:
     [small] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.002, 300)
     assert (small.unfreeze_layers, small.epochs, small.min_epochs, small.patience) == (6, 8, 4, 2)
     # A slower (loaded) machine or a tighter budget: fewer top layers, still at least 4 epochs.
-    [tight] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.01, 300)
+    [tight] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.02, 300)
     assert 1 <= tight.unfreeze_layers < 6
     assert 4 <= tight.epochs <= 8
     # Many labels, few validation rows each: a noisy validation F1, so more patience.
@@ -246,8 +253,8 @@ def test_plan_recipes_follows_data_size_labels_and_budget() -> None:
     assert len(auto) == 3
     assert len({(r.unfreeze_layers, r.encoder_learning_rate, r.layer_decay) for r in auto}) == 3
     # Auto with a budget for one recipe only: the default's plan.
-    assert tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.005, 200) == tc.plan_recipes(
-        "default", 800, 6, 20.0, 6, 0.005, 200
+    assert tc.plan_recipes("auto", 800, 6, 20.0, 6, 0.012, 200) == tc.plan_recipes(
+        "default", 800, 6, 20.0, 6, 0.012, 200
     )
 
 
@@ -257,7 +264,23 @@ def test_discriminative_rates_decay_down_the_layers() -> None:
     assert tc.Recipe("flat", 2, 4).layer_rates(2) == [5e-5, 5e-5]
 
 
-def test_early_stopping_waits_for_the_minimum_epochs_and_keeps_epoch_0_when_nothing_beats_it(
+def _fake_validation(
+    epoch_0: tuple[float, float], tuned: tuple[float, float]
+) -> Callable[[Any, Any, np.ndarray], tuple[float, np.ndarray]]:
+    """A stand-in for ``tc._validate``: (macro F1, share of rows right) for epoch 0
+    — the first call, on the frozen features, and any later call on them — and for every fine-tuned epoch."""
+    frozen: list[Any] = []
+
+    def fake(run: Any, features: Any, positions: np.ndarray) -> tuple[float, np.ndarray]:
+        if not frozen:
+            frozen.append(features)
+        f1, share = epoch_0 if features is frozen[0] else tuned
+        return f1, np.arange(len(positions)) < round(share * len(positions))
+
+    return fake
+
+
+def test_early_stopping_waits_for_the_minimum_epochs_and_keeps_epoch_0_when_clearly_better(
     tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
@@ -265,8 +288,8 @@ def test_early_stopping_waits_for_the_minimum_epochs_and_keeps_epoch_0_when_noth
     texts, labels = data
     recipe = tc.Recipe("r", 2, 8, encoder_learning_rate=1e-3, layer_decay=0.5, min_epochs=4, patience=2)
     monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
-    scores = iter([0.9] + [0.5] * 20)  # epoch 0 (the warmed-up head) is never beaten
-    monkeypatch.setattr(tc, "_macro_f1", lambda *a: next(scores))
+    # Every fine-tuned epoch gets half the validation rows wrong that epoch 0 gets right.
+    monkeypatch.setattr(tc, "_validate", _fake_validation((0.9, 1.0), (0.5, 0.5)))
     groups: list[list[float]] = []
 
     class SpyAdamW(torch.optim.AdamW):
@@ -277,14 +300,43 @@ def test_early_stopping_waits_for_the_minimum_epochs_and_keeps_epoch_0_when_noth
     monkeypatch.setattr(torch.optim, "AdamW", SpyAdamW)
     result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "e", tc.FitParams.from_dict({"seed": 3}))
     [trial] = result.trials
-    # Patience 2 would have stopped after epoch 2; the minimum is 4.
-    assert (trial["epochs_run"], trial["stopped_by"], trial["best_epoch"]) == (4, "early stopping", 0)
+    # Patience 2 would have stopped after epoch 3 (the later epoch wins ties); the minimum is 4.
+    assert (trial["epochs_run"], trial["stopped_by"]) == (4, "early stopping")
     assert [e for e, _ in trial["validation_history"]] == [0, 1, 2, 3, 4]
     # The head, then the tiny encoder's 2 layers, lowest first, at decaying rates.
     assert groups == [[pytest.approx(2e-3), pytest.approx(5e-4), pytest.approx(1e-3)]]
-    # Epoch 0 kept: the model is the baseline itself.
+    # Epoch 0 is better on validation: the model is the baseline itself.
+    assert trial["baseline_check"]["baseline_kept"] is True
+    assert (trial["best_epoch"], trial["best_fine_tuned_epoch"]) == (0, 4)
     assert result.report.macro_precision == pytest.approx(result.baseline["macro_precision"])
     assert result.params["unfreeze_layers"] == 0
+
+
+def test_a_fine_tune_that_matches_epoch_0_on_validation_is_kept(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 6, encoder_learning_rate=1e-3, min_epochs=4, patience=2)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    monkeypatch.setattr(tc, "_validate", _fake_validation((0.8, 0.9), (0.8, 0.95)))
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "k", tc.FitParams.from_dict({"seed": 3}))
+    [trial] = result.trials
+    check = trial["baseline_check"]
+    assert (check["rows_only_baseline_right"], check["rows_only_fine_tune_right"]) == (0, 1)
+    assert check["baseline_kept"] is False
+    assert trial["best_epoch"] == 4  # every fine-tuned epoch ties: the latest before early stopping
+    assert result.params["unfreeze_layers"] == 2
+
+
+def test_baseline_check_keeps_the_baseline_only_when_it_scores_higher() -> None:
+    right = np.ones(40, dtype=bool)
+    ten_wrong = np.arange(40) >= 10
+    kept = tc.baseline_check(0.9, right, 0.7, ten_wrong)
+    assert kept["baseline_kept"] is True
+    assert (kept["rows_only_baseline_right"], kept["rows_only_fine_tune_right"]) == (10, 0)
+    assert kept["sign_test_p_value"] < 0.01
+    assert tc.baseline_check(0.9, ten_wrong, 0.9, right)["baseline_kept"] is False  # a tie: the fine-tune
+    assert tc.baseline_check(0.8, right, 0.9, right)["sign_test_p_value"] == 1.0
 
 
 def test_length_grouped_batches_are_a_shuffled_partition_with_less_padding() -> None:
