@@ -87,32 +87,75 @@ def test_node_sensitivity_ranks_the_node_with_the_outlier_input_first(tmp_path: 
     assert not (tmp_path / "sensitivity-int8.onnx").exists()  # scratch graphs removed
 
 
-def test_the_plan_search_keeps_the_most_sensitive_node_fp32_when_needed(tmp_path: Path) -> None:
-    import onnx
+def test_outlier_channels_run_in_fp32_and_the_int8_error_collapses(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    feeds = [{"x_a": x} for x in _activations(rng, outlier=300.0)]
+    reference = _run(tmp_path / "g.onnx", feeds)
+    done = C.prepare_int8(tmp_path / "g.onnx", tmp_path / "split.onnx", feeds, outlier_channels=2)
+    assert done["decomposed"] == ["x_a"]
+    assert done["fp32_nodes"] == ["a/OutlierMatMul"]
+    assert done["outlier_ratios"]["x_a"] > 50
+    assert _relative_error(reference, _run(tmp_path / "split.onnx", feeds)) < 1e-5  # the same function
+    C.quantize_int8(tmp_path / "g.onnx", tmp_path / "plain.onnx")
+    C.quantize_int8(tmp_path / "split.onnx", tmp_path / "split-int8.onnx", exclude=done["fp32_nodes"])
+    plain = _relative_error(reference, _run(tmp_path / "plain.onnx", feeds))
+    split = _relative_error(reference, _run(tmp_path / "split-int8.onnx", feeds))
+    assert split < plain / 5, (plain, split)
+    # An activation without outliers is left whole.
+    calm = [{"x_a": x} for x in _activations(rng, outlier=1.0)]
+    assert C.prepare_int8(tmp_path / "g.onnx", tmp_path / "calm.onnx", calm, outlier_channels=2)["decomposed"] == []
 
+
+def test_the_plan_search_stops_at_the_first_plan_that_passes(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     _matmul_graph(tmp_path / "g.onnx", {"calm": rng.normal(size=(HIDDEN, 32)), "spiky": rng.normal(size=(HIDDEN, 32))})
-    feeds = [{"x_calm": c, "x_spiky": s} for c, s in zip(_activations(rng, 1.0), _activations(rng, 1e4), strict=True)]
-    checked: list[list[str]] = []
+    feeds = [{"x_calm": c, "x_spiky": s} for c, s in zip(_activations(rng, 1.0), _activations(rng, 1e3), strict=True)]
+    reference = _run(tmp_path / "g.onnx", feeds)
+    errors: list[float] = []
 
     def check(candidate: Path) -> C.Parity:
-        # Passes only once "spiky" is left in fp32 (a MatMul that still reads its float weight).
-        fp32 = [n.name for n in C.weight_nodes(onnx.load(str(candidate)))]
-        checked.append(fp32)
-        return C.Parity(max_abs_diff=0.0, top1_agreement=None, samples=8, passed="spiky" in fp32, reason="")
+        error = _relative_error(reference, _run(candidate, feeds))
+        errors.append(error)
+        return C.Parity(max_abs_diff=error, top1_agreement=None, samples=8, passed=error < 0.01, reason="")
 
     parity, record = C.build_int8(
         tmp_path / "g.onnx", tmp_path / "q.onnx", work=tmp_path, calibration=feeds, check=check
     )
     assert parity.passed
-    assert [t["plan"] for t in record["tried"]] == ["int8", "int8-smoothed", "int8-smoothed-1-fp32"]
-    assert [t["passed"] for t in record["tried"]] == [False, False, True]
-    assert record["plan"] == "int8-smoothed-1-fp32"
-    assert record["fp32_nodes"] == ["spiky"]
-    assert record["weight_nodes"] == {"int8": 1, "fp32": 1}
-    assert record["smoothing"]["alpha"] == 0.5
+    names = [t["plan"] for t in record["tried"]]
+    assert names == [p.name for p in C.INT8_PLANS[: len(names)]]  # in order, stopped at the first pass
+    assert [t["passed"] for t in record["tried"]] == [False] * (len(names) - 1) + [True]
+    assert errors[0] > 0.01  # plain int8 fails here
+    assert record["plan"] == names[-1]
+    assert record["weight_nodes"]["int8"] + record["weight_nodes"]["fp32"] == 2
+    assert not list(tmp_path.glob("q-prepared-*.onnx"))  # scratch graphs removed
+
+
+def test_the_plan_search_keeps_the_most_sensitive_node_fp32_last(tmp_path: Path) -> None:
+    import onnx
+
+    rng = np.random.default_rng(6)
+    _matmul_graph(tmp_path / "g.onnx", {"calm": rng.normal(size=(HIDDEN, 32)), "spiky": rng.normal(size=(HIDDEN, 32))})
+    feeds = [{"x_calm": c, "x_spiky": s} for c, s in zip(_activations(rng, 1.0), _activations(rng, 1e4), strict=True)]
+
+    def check(candidate: Path) -> C.Parity:
+        # Passes only once "spiky" is left a float MatMul (not quantised).
+        graph = onnx.load(str(candidate)).graph
+        kept = any(n.name == "spiky" and n.op_type == "MatMul" for n in graph.node)
+        return C.Parity(max_abs_diff=0.0, top1_agreement=None, samples=8, passed=kept, reason="")
+
+    plans = (C.QuantPlan("int8"), C.QuantPlan("one-fp32", keep_fp32=1, embeddings=False))
+    parity, record = C.build_int8(
+        tmp_path / "g.onnx", tmp_path / "q.onnx", work=tmp_path, calibration=feeds, check=check, plans=plans
+    )
+    assert parity.passed
+    assert record["plan"] == "one-fp32"
+    assert record["fp32_nodes"] == ["spiky"]  # the sweep ranked it first
     assert record["sensitivity"][0]["node"] == "spiky"
-    assert checked[0] == []  # the first plan quantised everything
+    assert record["weight_nodes"] == {"int8": 1, "fp32": 1}
+    assert record["embeddings"] == "fp32"
+    assert [t["passed"] for t in record["tried"]] == [False, True]
 
 
 def test_the_plan_search_says_when_nothing_passes(tmp_path: Path) -> None:
