@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -257,6 +258,7 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
 
     if not served_int8:
         print(f"seed {seed}: NO served int8 variant — target not met")
+        shutil.rmtree(work, ignore_errors=True)
         return False
     best = served_int8[0]
     p = best.parity
@@ -274,6 +276,7 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
         f"seed {seed}: served int8 = {best.spec.name}: " + "; ".join(checks) + f"; top-1 {p.top1_agreement:.2%} on"
         f" {p.samples} held-out sentences ({'yes' if top1_ok else 'NO'}) → {'MET' if ok else 'NOT MET'}"
     )
+    shutil.rmtree(work, ignore_errors=True)
     return ok
 
 
