@@ -34,3 +34,18 @@ def test_parity_uses_the_whole_held_out_split_and_int8_calibrates_on_the_rest(
     big = SimpleNamespace(texts=[f"t {i}" for i in range(20000)], targets=[i % 5 for i in range(20000)])
     monkeypatch.setattr(datasets, "dataset_load", lambda *, version: big)
     assert len(compile_service._eval_inputs(version, tmp_path).texts) == compile_service.PARITY_MAX_SAMPLES
+
+
+@pytest.mark.django_db
+def test_a_compiled_variant_records_padded_and_real_length_latencies(tiny_encoder: Any) -> None:
+    from catalog.models import VariantStatus
+
+    variants = {v.name: v for v in compile_service.version_compile(version_id=tiny_encoder.pk)}
+    fp32 = variants["onnx-fp32"]
+    assert fp32.status == VariantStatus.SERVED
+    assert set(fp32.latency) == {"1", "32", "1-real", "32-real"}
+    assert fp32.latency["1"]["lengths"] == "fixed"
+    assert fp32.latency["1"]["sequence_length"] == 64
+    assert fp32.latency["1-real"]["sequence_length"] < 64
+    assert fp32.latency_p95_ms == fp32.latency["1"]["p95_ms"]  # resolve ranks by the padded batch-1 figure
+    assert fp32.parity["samples"] > 0
