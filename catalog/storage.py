@@ -156,25 +156,9 @@ def artifact_put(source: BinaryIO | IO[bytes], *, expected_sha256: str | None = 
     return _put(source, artifact_key, expected_sha256)
 
 
-class _Slice:
-    """``length`` bytes from ``start`` of an open file, read in pieces."""
-
-    def __init__(self, fh: IO[bytes], start: int, length: int) -> None:
-        self.fh, self.remaining = fh, length
-        fh.seek(start)
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        size = self.remaining if size < 0 else min(size, self.remaining)
-        data = self.fh.read(size)
-        self.remaining -= len(data)
-        return data
-
-
 def _sha256_of(fh: IO[bytes], start: int, length: int) -> str:
     digest = hashlib.sha256()
-    piece = _Slice(fh, start, length)
+    piece = _RangeReader(fh, start, length)
     while data := piece.read(CHUNK):
         digest.update(data)
     return digest.hexdigest()
@@ -186,7 +170,7 @@ def _put_chunk(fh: IO[bytes], start: int, length: int) -> str:
     the tensors of a fine-tune's frozen encoder) is not copied at all."""
     sha256 = _sha256_of(fh, start, length)
     if not artifact_storage().exists(chunk_key(sha256)) and not _link_plain_as_chunk(sha256):
-        _put(_Slice(fh, start, length), chunk_key, sha256)  # type: ignore[arg-type]
+        _put(_RangeReader(fh, start, length), chunk_key, sha256)  # type: ignore[arg-type]
     return sha256
 
 
@@ -240,7 +224,7 @@ def artifact_put_path(path: str | Path, *, expected_sha256: str | None = None, s
                 for start, end in [*spans, (size, size)]:
                     if start > pos:
                         segments.append([None, glued, start - pos])
-                        piece = _Slice(fh, pos, start - pos)
+                        piece = _RangeReader(fh, pos, start - pos)
                         while data := piece.read(CHUNK):
                             glue.write(data)
                         glued += start - pos
@@ -445,7 +429,8 @@ def artifact_presigned_url(sha256: str, *, parameters: dict[str, str], expire: i
 
 
 class _RangeReader:
-    """A file-like view of ``length`` bytes from ``start`` of an open blob."""
+    """A file-like view of ``length`` bytes from ``start`` of an open file
+    (``close`` closes that file)."""
 
     def __init__(self, fh: IO[bytes], start: int, length: int) -> None:
         self.fh, self.remaining = fh, length
