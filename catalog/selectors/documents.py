@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 
+from catalog.api.serializers import VariantSerializer
 from catalog.models import Alias, Metric, ModelVersion, RegisteredModel, Variant
 
 if TYPE_CHECKING:
@@ -242,25 +243,9 @@ class DetailDocument:
     counts_at: int | None = None
 
 
-_VARIANT_FIELDS = (
-    "id",
-    "name",
-    "format",
-    "precision",
-    "runtime",
-    "hardware",
-    "opset",
-    "toolchain",
-    "status",
-    "status_reason",
-    "sha256",
-    "size",
-    "parity",
-    "latency",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "hardware_fingerprint",
-)
+# The serializer's fields, in its order (the documents must match its bytes);
+# the download counter is a per-answer slot.
+_VARIANT_FIELDS = tuple(f for f in VariantSerializer.Meta.fields if f != "download_count")
 
 
 def _variant_data(v: Variant, doc: DetailDocument) -> dict[str, Any]:
