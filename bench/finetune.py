@@ -124,9 +124,11 @@ def main() -> None:
 DEBIAN_SECTIONS = ("games", "sound", "graphics", "science", "net", "mail", "database", "electronics")
 
 
-def debian_descriptions(per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+def debian_descriptions(
+    per_class: int, seed: int = 0, sections: tuple[str, ...] = DEBIAN_SECTIONS
+) -> list[tuple[str, str]]:
     """Real English text from this machine's apt lists: package short
-    descriptions, labelled by the package's archive section. Near-duplicates
+    descriptions, labelled by the package's archive section (one of ``sections``). Near-duplicates
     (the same description with a parenthesised suffix, e.g. "(data files)")
     are kept once, so one package's variants cannot sit on both sides of a split."""
     import random
@@ -134,7 +136,7 @@ def debian_descriptions(per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     import subprocess
 
     dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
-    by_section: dict[str, dict[str, str]] = {s: {} for s in DEBIAN_SECTIONS}
+    by_section: dict[str, dict[str, str]] = {s: {} for s in sections}
     for stanza in dump.split("\n\n"):
         fields = dict(re.findall(r"^(Section|Description): (.*)$", stanza, flags=re.MULTILINE))
         section = fields.get("Section", "").split("/")[-1]

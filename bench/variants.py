@@ -52,35 +52,13 @@ TARGET_SAMPLES = 1000
 SECTIONS = ("games", "sound", "graphics", "science", "net", "text", "math", "web")
 
 
-def debian_rows(per_class: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Package short descriptions labelled by archive section, read like
-    ``bench.finetune.debian_descriptions`` (near-duplicates kept once) but from
-    sections large enough for a held-out set of 1,000+."""
-    import random
-    import re
-    import subprocess
-
-    dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
-    by_section: dict[str, dict[str, str]] = {s: {} for s in SECTIONS}
-    for stanza in dump.split("\n\n"):
-        fields = dict(re.findall(r"^(Section|Description): (.*)$", stanza, flags=re.MULTILINE))
-        section = fields.get("Section", "").split("/")[-1]
-        text = fields.get("Description", "").strip()
-        if section in by_section and len(text.split()) >= 3:
-            by_section[section].setdefault(re.sub(r"\s*\(.*?\)\s*$", "", text).lower(), text)
-    rng = random.Random(seed)
-    rows = []
-    for section, texts in by_section.items():
-        chosen = sorted(texts.values())
-        rng.shuffle(chosen)
-        rows += [(t, section) for t in chosen[:per_class]]
-    return rows
-
-
 def load_rows(kind: str, per_class: int, held_per_class: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Training rows and held-out rows, disjoint, the same number per label."""
     if kind == "debian":
-        rows = debian_rows(per_class + held_per_class)
+        from bench.finetune import debian_descriptions
+
+        # Sections large enough for a held-out set of 1,000+.
+        rows = debian_descriptions(per_class + held_per_class, sections=SECTIONS)
         names: tuple[str, ...] = SECTIONS
     else:
         from runners.synthetic_text import INTENTS, support_tickets
