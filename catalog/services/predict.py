@@ -12,11 +12,19 @@ recently used session is dropped when the pool is full. No torch here: the
 * sentence encoders: the graph outputs vectors (pooled and normalised inside, as
   for ``discovery.encoder``); the answer is the nearest of a few sample sentences
   by cosine.
+
+Sessions are built with the onnxruntime settings the compile timed the variant
+with, read from the bundle's ``manifest.json`` (``session_options``, see
+``runners.compile.session_options``), adjusted to this machine by
+``serving_options``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tarfile
 import tempfile
 import threading
 import time
@@ -111,21 +119,104 @@ def predict_variant(
 # --- the session pool -------------------------------------------------------------------------
 
 
+MANIFEST_FILE = "manifest.json"
+GRAPH_OPTIMIZATION_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
+
+
+def _cpu_here() -> tuple[str, set[str]]:
+    """This machine's CPU model name and flags (``/proc/cpuinfo``), read as
+    ``runners.compile.hardware_fingerprint`` reads them — without its torch
+    import (no torch in the web process)."""
+    cpu, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return cpu, flags
+
+
+def same_hardware(measured_on: Any) -> bool:
+    """Whether a manifest's ``measured_on`` fingerprint is this kind of machine:
+    the same CPU model and core count, and every ISA extension it names here."""
+    if not isinstance(measured_on, dict) or not measured_on.get("cpu"):
+        return False
+    cpu, flags = _cpu_here()
+    isa = measured_on.get("isa") or []
+    return (
+        measured_on.get("cpu") == cpu
+        and measured_on.get("cores") == os.cpu_count()
+        and isinstance(isa, list)
+        and set(map(str, isa)) <= flags
+    )
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, else the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def serving_options(manifest: dict[str, Any] | None, cores: int | None = None) -> dict[str, Any]:
+    """The onnxruntime session settings to serve a variant with (CPU).
+
+    The manifest's ``session_options`` (what the variant was timed with) are used
+    as recorded when its ``measured_on`` fingerprint is this kind of machine
+    (CPU model, cores, ISA); on other hardware the per-hardware choices
+    (intra-op threads, spinning) are this machine's own (``session_options()``,
+    the same rule the compile applies), and the graph optimisation level is kept.
+    Threads are never more than the cores available here (a manifest written on
+    a bigger machine, or a process pinned to fewer cores), and at most
+    ``PREDICT_THREADS`` when that setting is given. No manifest, or none that
+    records options: this machine's ``session_options()``."""
+    from runners.compile import SPIN_MIN_CORES, session_options
+
+    local = session_options("CPUExecutionProvider")
+    cores = cores or available_cores()
+    manifest = manifest or {}
+    recorded = manifest.get("session_options")
+    out = dict(local)
+    if isinstance(recorded, dict):
+        same = same_hardware(manifest.get("measured_on"))
+        level = recorded.get("graph_optimization_level")
+        if level in GRAPH_OPTIMIZATION_LEVELS:
+            out["graph_optimization_level"] = level
+        if same:
+            for key in ("intra_op_num_threads", "inter_op_num_threads"):
+                value = recorded.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                    out[key] = value
+            if isinstance(recorded.get("allow_spinning"), bool):
+                out["allow_spinning"] = recorded["allow_spinning"]
+    cap = getattr(settings, "PREDICT_THREADS", None)
+    limit = min(cores, int(cap)) if cap else cores
+    out["intra_op_num_threads"] = max(1, min(int(out["intra_op_num_threads"]), limit))
+    out["inter_op_num_threads"] = max(1, min(int(out["inter_op_num_threads"]), limit))
+    # Busy-waiting threads only where there are cores to spare (the compile's rule).
+    out["allow_spinning"] = bool(out["allow_spinning"]) and cores >= SPIN_MIN_CORES
+    out["provider"] = "CPUExecutionProvider"
+    return out
+
+
 class _Graph:
     """A bundle's tokenizer and graph: text in, the graph's first output out."""
 
-    def __init__(self, directory: Path, max_tokens: int) -> None:
-        import onnxruntime as ort
+    def __init__(self, directory: Path, max_tokens: int, options: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
+
+        from runners.compile import _session
 
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         tokenizer.enable_truncation(max_tokens)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tokenizer
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(getattr(settings, "PREDICT_THREADS", 1))
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.options = options
+        self._session = _session(directory / "model.onnx", "CPUExecutionProvider", options)
         self._inputs = {i.name for i in self._session.get_inputs()}
 
     def run(self, texts: list[str]) -> np.ndarray:
@@ -210,10 +301,48 @@ def _bundle_dir(variant: Variant) -> Path:
     return directory
 
 
+def _read_manifest(src: Any) -> dict[str, Any]:
+    """``manifest.json`` from a bundle's stream (the first member: ``write_bundle``
+    puts it there, so nothing else is read); {} when the bundle has none."""
+    with tarfile.open(fileobj=src, mode="r|") as tar:
+        for member in tar:
+            if member.name == MANIFEST_FILE and member.isfile():
+                body = tar.extractfile(member)
+                if body is None:
+                    return {}
+                data = json.loads(body.read())
+                return data if isinstance(data, dict) else {}
+    return {}
+
+
+def bundle_manifest(variant: Variant, directory: Path) -> dict[str, Any]:
+    """The variant bundle's manifest, kept beside the unpacked graph (read from
+    the bundle once: directories unpacked before it was kept get it then)."""
+    from catalog.storage import artifact_open
+
+    kept = directory / MANIFEST_FILE
+    try:
+        data = json.loads(kept.read_text())
+        if isinstance(data, dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    try:
+        with artifact_open(variant.sha256) as src:
+            data = _read_manifest(src)
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        log.warning("predict: no manifest for %s (%s): default session settings", variant, exc)
+        return {}
+    tmp = directory / f".{MANIFEST_FILE}.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(json.dumps(data))
+    tmp.replace(kept)  # atomic: another process may be writing the same file
+    return data
+
+
 def _load(version: ModelVersion, variant: Variant) -> _Graph:
     directory = _bundle_dir(variant)
     max_tokens = int((version.input_schema or {}).get("max_tokens", 256))
-    return _Graph(directory, max_tokens)
+    return _Graph(directory, max_tokens, serving_options(bundle_manifest(variant, directory)))
 
 
 def runner_get(version: ModelVersion, variant: Variant) -> _Graph:

@@ -1,0 +1,179 @@
+"""How served variants run: the session settings recorded in the bundle's
+manifest — for predict / try it and for leaderboard evaluations alike."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+# Lengths deliberately mixed (and not sorted), so that batching by length reorders them.
+TEXTS = [
+    "refund",
+    "I was charged twice on my invoice last month and nobody answered my emails about it",
+    "my parcel never arrived",
+    "the app crashes",
+    "please cancel my subscription before the next billing date, I no longer use the service at all",
+    "reset password",
+    "where is my order? it has been three weeks",
+    "invoice",
+    "the delivery box was damaged and the item inside was broken",
+    "hello",
+]
+
+
+def _with_manifest(bundle: Path, out: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of ``bundle`` whose manifest.json went through ``change`` (still the first member)."""
+    with tarfile.open(bundle) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        members = src.getmembers()
+        for member in members:
+            body = src.extractfile(member)
+            assert body is not None
+            data = body.read()
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                change(manifest)
+                data = json.dumps(manifest).encode()
+            info = tarfile.TarInfo(member.name)
+            info.size, info.mode = len(data), 0o644
+            dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+def _served(model: Any, bundle: Path) -> tuple[Any, Any]:
+    """The model's version and its variant, now pointing at ``bundle``."""
+    from catalog.storage import artifact_put_path
+
+    version = model.latest_version
+    variant = version.variants.get()
+    stored = artifact_put_path(bundle)
+    variant.sha256, variant.size = stored.sha256, stored.size
+    variant.save()
+    return version, variant
+
+
+class _Recorder:
+    """An onnxruntime session that remembers the shape of every batch it ran."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.feeds: list[dict[str, np.ndarray]] = []
+
+    def run(self, names: Any, feed: dict[str, np.ndarray]) -> Any:
+        self.feeds.append({k: v.copy() for k, v in feed.items()})
+        return self.session.run(names, feed)
+
+    def get_inputs(self) -> Any:
+        return self.session.get_inputs()
+
+
+def _one_by_one(graph: Any, texts: list[str]) -> np.ndarray:
+    """Each text alone (batch 1, no padding at all)."""
+    return np.concatenate([graph.run([t], batch_size=1) for t in texts])
+
+
+# --- session settings from the manifest ------------------------------------------------------
+
+
+def test_sessions_are_built_with_the_manifest_session_options(
+    make_text_classifier: Callable[..., Any], tiny_classifier_build: Any, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    from catalog.services.predict import runner_get
+    from runners.compile import hardware_fingerprint
+
+    def record(manifest: dict[str, Any]) -> None:
+        manifest["session_options"] = {
+            "provider": "CPUExecutionProvider",
+            "intra_op_num_threads": 1,
+            "inter_op_num_threads": 1,
+            "allow_spinning": False,
+            "graph_optimization_level": "ORT_ENABLE_BASIC",
+        }
+        manifest["measured_on"] = dict(hardware_fingerprint("CPUExecutionProvider"))  # this machine
+
+    version, variant = _served(
+        make_text_classifier("Options"), _with_manifest(tiny_classifier_build.bundle, tmp_path / "b.tar", record)
+    )
+    graph = runner_get(version, variant)
+    used = graph._session.get_session_options()
+    assert used.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert used.intra_op_num_threads == 1
+    assert used.inter_op_num_threads == 1
+    assert used.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # What the compile wrote is what serving read (the manifest is kept beside the graph).
+    assert graph.options["graph_optimization_level"] == "ORT_ENABLE_BASIC"
+
+
+def test_the_options_the_compile_records_are_the_ones_served(
+    make_text_classifier: Callable[..., Any], tiny_classifier_build: Any
+) -> None:
+    """The fixture's bundle comes from runners.compile as is: its recorded settings are applied."""
+    import onnxruntime as ort
+
+    from catalog.services.predict import _bundle_dir, bundle_manifest, runner_get, serving_options
+
+    model = make_text_classifier("As compiled")
+    version = model.latest_version
+    variant = version.variants.get()
+    graph = runner_get(version, variant)
+    with tarfile.open(tiny_classifier_build.bundle) as tar:
+        body = tar.extractfile("manifest.json")
+        assert body is not None
+        recorded = json.loads(body.read())["session_options"]
+    manifest = bundle_manifest(variant, _bundle_dir(variant))
+    assert manifest["session_options"] == recorded
+    assert graph.options == serving_options(manifest)
+    used = graph._session.get_session_options()
+    level = getattr(ort.GraphOptimizationLevel, recorded["graph_optimization_level"])
+    assert used.graph_optimization_level == level
+    assert used.intra_op_num_threads == min(recorded["intra_op_num_threads"], graph.options["intra_op_num_threads"])
+
+
+def test_serving_options_fit_the_recorded_settings_to_this_machine(settings: Any) -> None:
+    from catalog.services.predict import available_cores, serving_options
+    from runners.compile import hardware_fingerprint, session_options
+
+    here = dict(hardware_fingerprint("CPUExecutionProvider"))
+    recorded = {
+        "provider": "CPUExecutionProvider",
+        "intra_op_num_threads": 64,
+        "inter_op_num_threads": 1,
+        "allow_spinning": True,
+        "graph_optimization_level": "ORT_ENABLE_EXTENDED",
+    }
+    # Same machine, recorded on more cores than this process may use: threads clamped.
+    same = serving_options({"session_options": recorded, "measured_on": here}, cores=2)
+    assert same["intra_op_num_threads"] == 2
+    assert same["graph_optimization_level"] == "ORT_ENABLE_EXTENDED"
+    assert same["allow_spinning"] is False  # two cores: nothing to spare for busy-waiting
+    roomy = serving_options({"session_options": recorded, "measured_on": here}, cores=16)
+    assert roomy["intra_op_num_threads"] == 16
+    assert roomy["allow_spinning"] is True  # as recorded, where cores are to spare
+
+    # Another machine: its per-hardware choices do not carry over; the graph level does.
+    other = {**here, "cpu": "Some Other CPU 128-Core", "cores": 128}
+    moved = serving_options({"session_options": recorded, "measured_on": other}, cores=2)
+    local = session_options("CPUExecutionProvider")
+    assert moved["intra_op_num_threads"] == min(local["intra_op_num_threads"], 2)
+    assert moved["allow_spinning"] is False
+    assert moved["graph_optimization_level"] == "ORT_ENABLE_EXTENDED"
+
+    # Nothing recorded, or nonsense recorded: this machine's own settings.
+    for manifest in (None, {}, {"session_options": {"graph_optimization_level": "FAST", "intra_op_num_threads": "x"}}):
+        fallback = serving_options(manifest)
+        assert fallback["graph_optimization_level"] == local["graph_optimization_level"]
+        assert fallback["intra_op_num_threads"] == min(local["intra_op_num_threads"], available_cores())
+
+    # An operator's cap wins over what was recorded.
+    settings.PREDICT_THREADS = 1
+    assert serving_options({"session_options": recorded, "measured_on": here}, cores=16)["intra_op_num_threads"] == 1
