@@ -4,7 +4,8 @@
 ``EVALUATION_MAX_MODELS`` visible text classifiers whose labels cover the
 dataset's, directly or through a label mapping) and queues
 ``evaluations.tasks.evaluation_run`` after commit. ``evaluation_execute`` (the
-worker) runs each model's served ONNX variant — or, without one, its torch
+worker) runs each model's served ONNX variant (with the session settings its
+manifest records, the rows batched by length) — or, without one, its torch
 weights through ``runners.families.text_classifier`` — on every row, and
 records macro precision/recall/F1, coverage at the threshold and latency on
 the entry and as ``Metric`` rows tied to the dataset version
@@ -131,11 +132,9 @@ def _probabilities(version: ModelVersion, texts: list[str]) -> tuple[np.ndarray,
     if variant is not None:
         runner = runner_get(picked, variant)
         started = time.perf_counter()
-        probs = (
-            np.concatenate([runner.run(texts[i : i + 32]) for i in range(0, len(texts), 32)])
-            if texts
-            else np.zeros((0, len(version.labels)))
-        )
+        # At the rows' own lengths: sorted by length into batches, each padded
+        # to its longest, answers in the rows' order (catalog.services.predict).
+        probs = runner.run(texts) if texts else np.zeros((0, len(version.labels)))
         per_input = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         return probs, variant.name, variant.latency_p95_ms, per_input
     if version.family != "text-classifier":

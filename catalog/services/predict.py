@@ -16,7 +16,9 @@ recently used session is dropped when the pool is full. No torch here: the
 Sessions are built with the onnxruntime settings the compile timed the variant
 with, read from the bundle's ``manifest.json`` (``session_options``, see
 ``runners.compile.session_options``), adjusted to this machine by
-``serving_options``.
+``serving_options``. Inputs run at their own lengths: tokenised without padding,
+sorted by length into batches of ``PREDICT_BATCH_SIZE`` (default 32), each padded
+to its longest (``runners.compile.length_batches``), and put back in their order.
 """
 
 from __future__ import annotations
@@ -203,8 +205,20 @@ def serving_options(manifest: dict[str, Any] | None, cores: int | None = None) -
     return out
 
 
+def _pad_id(tokenizer: Any) -> int:
+    padding = tokenizer.padding  # the tokenizer.json's own padding settings, when it has some
+    if padding and padding.get("pad_id") is not None:
+        return int(padding["pad_id"])
+    for token in ("[PAD]", "<pad>"):
+        found = tokenizer.token_to_id(token)
+        if found is not None:
+            return int(found)
+    return 0
+
+
 class _Graph:
-    """A bundle's tokenizer and graph: text in, the graph's first output out."""
+    """A bundle's tokenizer and graph: texts in, the graph's first output out
+    (one row per text, in the texts' order), run at the texts' own lengths."""
 
     def __init__(self, directory: Path, max_tokens: int, options: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
@@ -212,22 +226,39 @@ class _Graph:
         from runners.compile import _session
 
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.pad_id = _pad_id(tokenizer)
+        # No padding here (a packaged tokenizer.json may pad to a fixed length):
+        # each batch is padded to its own longest input.
+        tokenizer.no_padding()
         tokenizer.enable_truncation(max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tokenizer
         self.options = options
         self._session = _session(directory / "model.onnx", "CPUExecutionProvider", options)
         self._inputs = {i.name for i in self._session.get_inputs()}
 
-    def run(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        feed: dict[str, Any] = {
-            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-        }
-        if "token_type_ids" in self._inputs:
-            feed["token_type_ids"] = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
-        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+    def tokenize(self, texts: list[str]) -> Any:
+        from runners.compile import Tokenized
+
+        return Tokenized([list(e.ids) for e in self._tokenizer.encode_batch(list(texts))], self.pad_id)
+
+    def run(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """Sorted by length into batches (each padded to its longest), run, and
+        put back in the texts' order."""
+        from runners.compile import length_batches
+
+        if not texts:
+            raise ValueError("nothing to run")
+        size = max(1, batch_size or int(getattr(settings, "PREDICT_BATCH_SIZE", 32)))
+        tokenized = self.tokenize(texts)
+        outputs = []
+        for feed in length_batches(tokenized, size):
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            outputs.append(np.asarray(self._session.run(None, feed)[0], dtype=np.float32))
+        stacked = np.concatenate(outputs)
+        result = np.empty_like(stacked)
+        result[tokenized.order()] = stacked  # length_batches' order, undone
+        return result
 
 
 class SessionPool:

@@ -1,5 +1,6 @@
 """How served variants run: the session settings recorded in the bundle's
-manifest — for predict / try it and for leaderboard evaluations alike."""
+manifest, and inputs at their own lengths (batched by length, order kept) —
+for predict / try it and for leaderboard evaluations alike."""
 
 from __future__ import annotations
 
@@ -177,3 +178,77 @@ def test_serving_options_fit_the_recorded_settings_to_this_machine(settings: Any
     # An operator's cap wins over what was recorded.
     settings.PREDICT_THREADS = 1
     assert serving_options({"session_options": recorded, "measured_on": here}, cores=16)["intra_op_num_threads"] == 1
+
+
+# --- inputs at their own lengths ------------------------------------------------------------
+
+
+def test_inputs_run_at_their_own_lengths_batched_by_length(make_text_classifier: Callable[..., Any]) -> None:
+    from catalog.services.predict import _load
+
+    model = make_text_classifier("Lengths")
+    version = model.latest_version
+    graph = _load(version, version.variants.get())
+    lengths = [len(ids) for ids in graph.tokenize(TEXTS).ids]
+    assert len(set(lengths)) > 3
+
+    alone = _one_by_one(graph, TEXTS)
+    recorder = _Recorder(graph._session)
+    graph._session = recorder
+    batched = graph.run(TEXTS, batch_size=3)
+
+    # Same answers, row for row, in the texts' order.
+    assert batched.shape == alone.shape == (len(TEXTS), len(version.labels))
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    # Batches of 3, shortest texts first, each padded to its own longest (no fixed length).
+    shapes = [feed["input_ids"].shape for feed in recorder.feeds]
+    assert [s[0] for s in shapes] == [3, 3, 3, 1]
+    expected = sorted(lengths)
+    assert [s[1] for s in shapes] == [max(expected[i : i + 3]) for i in range(0, len(expected), 3)]
+    for feed in recorder.feeds:
+        real = feed["attention_mask"].sum(axis=1)
+        assert real.max() == feed["input_ids"].shape[1]
+        assert list(real) == sorted(real)
+    assert sum(s[0] * s[1] for s in shapes) < len(TEXTS) * max(lengths)  # less padding than one padded batch
+
+
+def test_predict_answers_in_the_inputs_order(make_text_classifier: Callable[..., Any], settings: Any) -> None:
+    from catalog.services.predict import _load, model_predict
+
+    settings.PREDICT_BATCH_SIZE = 2
+    model = make_text_classifier("Order")
+    version = model.latest_version
+    labels = [str(label) for label in version.labels]
+    alone = _one_by_one(_load(version, version.variants.get()), TEXTS)
+    result = model_predict(model=model, texts=TEXTS)
+    assert len(result.predictions) == len(TEXTS)
+    for row, pred in zip(alone, result.predictions, strict=True):
+        assert pred.label == labels[int(row.argmax())]
+        assert [pred.scores[label] for label in labels] == pytest.approx(list(row), abs=1e-5)
+
+
+def test_a_leaderboard_evaluation_runs_the_rows_batched_by_length(
+    make_text_classifier: Callable[..., Any], settings: Any
+) -> None:
+    from catalog.services.predict import _load, runner_get
+    from evaluations.services import _probabilities
+
+    settings.PREDICT_BATCH_SIZE = 4
+    model = make_text_classifier("Leaderboard lengths")
+    version = model.latest_version
+    variant = version.variants.get()
+    alone = _one_by_one(_load(version, variant), TEXTS)
+    graph = runner_get(version, variant)
+    recorder = _Recorder(graph._session)
+    graph._session = recorder
+    try:
+        probs, runner, _, per_input = _probabilities(version, TEXTS)
+    finally:
+        graph._session = recorder.session
+    assert runner == "onnx-fp32"
+    assert per_input > 0
+    np.testing.assert_allclose(probs, alone, atol=1e-5)
+    widths = [feed["input_ids"].shape[1] for feed in recorder.feeds]
+    assert [feed["input_ids"].shape[0] for feed in recorder.feeds] == [4, 4, 2]
+    assert widths == sorted(widths)
+    assert widths[0] < widths[-1]
