@@ -5,8 +5,8 @@
 dataset's, directly or through a label mapping) and queues
 ``evaluations.tasks.evaluation_run`` after commit. ``evaluation_execute`` (the
 worker) runs each model's served ONNX variant (with the session settings its
-manifest records, the rows batched by length) — or, without one, its torch
-weights through ``runners.families.text_classifier`` — on every row, and
+manifest records) — or, without one, its torch weights through
+``runners.families.text_classifier`` — on every row, batched by length, and
 records macro precision/recall/F1, coverage at the threshold and latency on
 the entry and as ``Metric`` rows tied to the dataset version
 (``metrics_record``), so they show on model pages and in metric filters.
@@ -114,12 +114,25 @@ def _claim(evaluation_id: int) -> Evaluation | None:
 
 
 def _torch_probabilities(version: ModelVersion, texts: list[str]) -> np.ndarray:
+    """The torch weights' probabilities, the rows sorted by token length first
+    (each batch pads to its longest: neighbours of similar length pad little)
+    and the answers put back in the rows' order."""
+    import json
+
     from catalog.storage import artifact_materialize, artifact_tmpdir
+    from runners.compile import tokenize
     from runners.families import text_classifier
 
     with artifact_tmpdir() as tmp:
         model_dir = artifact_materialize(version.files, tmp / "model")
-        return text_classifier.predict(model_dir, texts, device="cpu")
+        if not texts:
+            return text_classifier.predict(model_dir, texts, device="cpu")
+        config = json.loads((model_dir / text_classifier.CLASSIFIER_CONFIG).read_text())
+        order = tokenize(model_dir, texts, int(config["max_length"])).order()
+        probs = text_classifier.predict(model_dir, [texts[i] for i in order], device="cpu")
+    result = np.empty_like(probs)
+    result[order] = probs
+    return result
 
 
 def _probabilities(version: ModelVersion, texts: list[str]) -> tuple[np.ndarray, str, float | None, float]:

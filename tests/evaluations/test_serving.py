@@ -252,3 +252,36 @@ def test_a_leaderboard_evaluation_runs_the_rows_batched_by_length(
     assert [feed["input_ids"].shape[0] for feed in recorder.feeds] == [4, 4, 2]
     assert widths == sorted(widths)
     assert widths[0] < widths[-1]
+
+
+def test_the_torch_fallback_runs_the_rows_sorted_by_length(
+    make_text_classifier: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A classifier without an ONNX variant: its torch weights see the rows shortest
+    first (batches pad little) and the answers come back in the rows' order."""
+    from transformers import AutoTokenizer
+
+    from catalog.storage import artifact_materialize
+    from evaluations.services import _torch_probabilities
+    from runners.families import text_classifier
+
+    model = make_text_classifier("Torch lengths", variant=False)
+    version = model.latest_version
+    predict = text_classifier.predict
+    seen: list[list[str]] = []
+
+    def recording(model_dir: Path, texts: list[str], **kwargs: Any) -> np.ndarray:
+        seen.append(list(texts))
+        return predict(model_dir, texts, **kwargs)
+
+    monkeypatch.setattr(text_classifier, "predict", recording)
+    probs = _torch_probabilities(version, TEXTS)
+    [given] = seen
+    assert sorted(given) == sorted(TEXTS)
+    assert given != TEXTS
+    model_dir = artifact_materialize(version.files, tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    lengths = [len(tokenizer(t)["input_ids"]) for t in given]
+    assert lengths == sorted(lengths)
+    monkeypatch.setattr(text_classifier, "predict", predict)
+    np.testing.assert_allclose(probs, predict(model_dir, TEXTS, device="cpu"), atol=1e-5)
