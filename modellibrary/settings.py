@@ -245,6 +245,11 @@ API_THROTTLE_PREDICT = env("API_THROTTLE_PREDICT", default="60/minute")
 PREDICT_POOL_SIZE = env.int("PREDICT_POOL_SIZE", default=4)  # onnxruntime sessions kept per process
 PREDICT_MAX_INPUTS = env.int("PREDICT_MAX_INPUTS", default=16)
 PREDICT_MAX_CHARS = env.int("PREDICT_MAX_CHARS", default=2000)
+# Serving sessions use the thread count the variant's manifest recorded for this
+# CPU, capped at the cores available; PREDICT_THREADS caps it further (e.g. 1 when
+# many web threads share few cores). PREDICT_BATCH_SIZE: rows per length-sorted batch.
+PREDICT_THREADS = env.int("PREDICT_THREADS", default=0) or None
+PREDICT_BATCH_SIZE = env.int("PREDICT_BATCH_SIZE", default=32)
 EVALUATION_MAX_MODELS = env.int("EVALUATION_MAX_MODELS", default=5)
 # Wrong API credentials (401) from one client address: past the limit within
 # the window, requests with credentials from it answer 429 until the window ends.
