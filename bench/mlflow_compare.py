@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=10, help="chunks per shape and side")
     parser.add_argument("--chunk", type=int, default=20)
+    parser.add_argument("--settle", type=float, default=15.0, help="seconds between the warm-up and the timed rounds")
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--mlflow-port", type=int, default=8767)
     parser.add_argument(
@@ -252,6 +253,11 @@ def main() -> None:
             for (o_url, o_params), (m_url, m_params) in shapes(i).values():
                 ours.get(o_url, params=o_params).raise_for_status()
                 ml.get(m_url, params=m_params).raise_for_status()
+        # Each worker's first API answer of a generation starts building every
+        # model's detail document in the background (catalog/selectors/documents.py):
+        # a one-off per generation that competes with the requests for the GIL
+        # and the cores. Measure the steady state after it.
+        time.sleep(args.settle)
         times: dict[tuple[str, str], list[float]] = {}
         counts: dict[tuple[str, str], int] = {}
         server_ms: dict[str, list[float]] = {}  # ours, from the Server-Timing header

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from catalog.api import registration
 from catalog.api.errors import COMMON_ERRORS, Unprocessable, error_responses
-from catalog.api.params import SEMANTIC_CODES, SearchParamsSerializer
+from catalog.api.params import SEMANTIC_CODES, SearchParamsSerializer, search_query
 from catalog.api.serializers import (
     ModelDetailSerializer,
     ModelListSerializer,
@@ -56,18 +56,23 @@ def _page_url(request: Request, page: int) -> str:
 def models_list(request: Request) -> HttpResponse | Response:
     if request.method == "POST":  # registration (catalog.api.registration)
         return registration.model_create(request)
-    params = SearchParamsSerializer(data=request.query_params)
-    if not params.is_valid():
-        # Well-formed but unusable values (a query with nothing searchable) are 422s.
-        semantic = all(
-            getattr(e, "code", "") in SEMANTIC_CODES for field_errors in params.errors.values() for e in field_errors
-        )
-        raise (Unprocessable if semantic else serializers.ValidationError)(params.errors)
+    parsed = search_query(request.query_params)  # the common case, without the serializer
+    if parsed is None:
+        params = SearchParamsSerializer(data=request.query_params)
+        if not params.is_valid():
+            # Well-formed but unusable values (a query with nothing searchable) are 422s.
+            semantic = all(
+                getattr(e, "code", "") in SEMANTIC_CODES
+                for field_errors in params.errors.values()
+                for e in field_errors
+            )
+            raise (Unprocessable if semantic else serializers.ValidationError)(params.errors)
+        parsed = params.search_params(), params.validated_data["page"], params.validated_data["page_size"]
+    search, page, size = parsed
     try:
-        result = model_search(user=request.user, params=params.search_params())
+        result = model_search(user=request.user, params=search)
     except UnknownTaxonomyNode as exc:
         raise Unprocessable({exc.kind: [f"No {exc.kind} node has the path {exc.path!r}."]}) from exc
-    page, size = params.validated_data["page"], params.validated_data["page_size"]
     last_page = max(1, -(-result.total // size))
     if page > last_page:
         raise NotFound(
@@ -89,7 +94,7 @@ def models_list(request: Request) -> HttpResponse | Response:
         details_prebuild_once(result.index)  # an API client: its next request is likely a detail
         rows = list_rows(result.index, [int(i) for i in result.ids[start : start + size]], _base(request))
         body = json_bytes(head)[:-1] + b',"results":[' + b",".join(rows) + b'],"facets":'
-        return _json_response(body + json_bytes(_facets(result)) + b"}")
+        return _json_response(body + _facets_json(result) + b"}")
     rows_ = result.page(page, size)
     return Response(
         {
@@ -107,6 +112,19 @@ def _facets(result: SearchResult) -> dict[str, Any]:
         "license": [{"value": v, "count": c} for v, c in result.license_counts],
         "tag": [{"value": v, "count": c} for v, c in result.tag_counts],
     }
+
+
+def _facets_json(result: SearchResult) -> bytes:
+    """``json_bytes(_facets(result))``, the trees joined from ready node bytes."""
+    trees = b"".join(b'"' + kind.encode() + b'":' + result.tree_json(kind) + b"," for kind in TAXONOMIES)
+    rest = json_bytes(
+        {
+            "team": [{"slug": s, "name": n, "count": c} for s, n, c in result.team_counts],
+            "license": [{"value": v, "count": c} for v, c in result.license_counts],
+            "tag": [{"value": v, "count": c} for v, c in result.tag_counts],
+        }
+    )
+    return b"{" + trees + rest[1:]
 
 
 def _wants_json(request: Request) -> bool:

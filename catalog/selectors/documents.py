@@ -56,6 +56,8 @@ _SLOT = "\x00slot:{}\x00"
 _SLOT_ENCODED = re.compile(r'"\\u0000slot:([^"\\]+)\\u0000"')
 # Detail documents kept per process and generation (rows: every model at most).
 DETAIL_CACHE_MAX = 20_000
+# Bases (scheme://host) whose rendered list rows are kept per generation.
+ROW_BASES_MAX = 8
 
 
 def json_bytes(data: Any) -> bytes:
@@ -165,13 +167,25 @@ def list_rows(index: FacetIndex, ids: list[int], base: str) -> list[bytes]:
         for m in models:
             data = summary_data(index, m, by_version.get(m.latest_version_id or 0, []))
             cache[m.pk] = (Encoded.of(data), m.slug)
+    # Rows rendered for this base (scheme://host), kept per generation too: a
+    # base is one of the few names the server answers to (ALLOWED_HOSTS).
+    by_base: dict[str, dict[int, bytes]] = index.documents.setdefault("row_bytes", {})
+    rendered = by_base.get(base)
+    if rendered is None:
+        if len(by_base) >= ROW_BASES_MAX:
+            by_base.clear()
+        rendered = by_base[base] = {}
     prefix = base.encode()
     out = []
     for i in ids:
-        entry = cache.get(i)
-        if entry is not None:  # a model deleted since the index was built is left out
+        row = rendered.get(i)
+        if row is None:
+            entry = cache.get(i)
+            if entry is None:  # a model deleted since the index was built is left out
+                continue
             encoded, slug = entry
-            out.append(encoded.render({"url": model_url(prefix, slug)}))
+            row = rendered[i] = encoded.render({"url": model_url(prefix, slug)})
+        out.append(row)
     return out
 
 

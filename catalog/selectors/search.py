@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from django.db.models import Case, IntegerField, Q, Value, When
 
 from catalog.models import RegisteredModel
 from catalog.selectors.facet_index import FacetIndex, facet_index, name_key
-from catalog.selectors.taxonomy import TreeNode, UnknownTaxonomyNode, taxonomy_tree
+from catalog.selectors.taxonomy import FacetTree, TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
 
 SORTS = ("relevance", "newest", "precision")
@@ -54,15 +55,35 @@ class SearchResult:
     user: Any
     ids: np.ndarray  # every matching model id, in result order
     index: FacetIndex
-    facets: dict[str, list[TreeNode]] = field(default_factory=dict)
     team_counts: list[tuple[str, str, int]] = field(default_factory=list)
     # Card facets over the result set: (value, count), most common first.
     license_counts: list[tuple[str, int]] = field(default_factory=list)
     tag_counts: list[tuple[str, int]] = field(default_factory=list)
+    # Each tree's node ids of the matching models, and the selected path.
+    placed: dict[str, np.ndarray] = field(default_factory=dict)
+    selected: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return len(self.ids)
+
+    @functools.cached_property
+    def facets(self) -> dict[str, list[TreeNode]]:
+        """Each tree with its counts rolled up over the result (built when asked: the API's JSON answer does not)."""
+        return {
+            kind: taxonomy_tree(
+                kind=kind,
+                own_counts=facet_tree(self.index, kind).own_counts(placed),
+                selected=self.selected.get(kind, ""),
+                rows=self.index.node_rows[kind],
+            )
+            for kind, placed in self.placed.items()
+        }
+
+    def tree_json(self, kind: str) -> bytes:
+        """``[n.as_dict(prune=True) for n in self.facets[kind] if n.count]`` as JSON, without the nodes."""
+        tree = facet_tree(self.index, kind)
+        return tree.json(tree.counts(self.placed[kind]))
 
     def rows(self, start: int = 0, stop: int | None = None) -> list[RegisteredModel]:
         """The models at ``[start:stop]`` of the result order, fully loaded."""
@@ -212,20 +233,16 @@ def _hybrid(
     n = len(index.ids)
     score = np.zeros(n, dtype=np.float64)
     hit = np.zeros(n, dtype=bool)
-    text_ids, text_rank = text
-    if len(text_ids):
-        pos = index.positions(text_ids)
-        ranks = text_rank[np.isin(text_ids, index.ids[pos])]  # aligned with pos (unknown ids dropped)
-        keep = mask[pos]
-        pos, ranks = pos[keep], ranks[keep]
-        order = np.lexsort((-index.ids[pos], -ranks))
+    if len(text[0]):
+        pos = _keyword_order(index, q, text)
+        pos = pos[mask[pos]]
         hit[pos] = True
-        score[pos[order]] += 1.0 / (RRF_K + np.arange(1, len(order) + 1))
+        score[pos] += 1.0 / (RRF_K + np.arange(1, len(pos) + 1))
     vectors = index.vectors
     if vectors is not None:
         vector = query_vector(vectors, q)
         if vector is not None:
-            sem_pos, _ = vectors.search(vector, mask)
+            sem_pos = _semantic(index, vector, mask)
             hit[sem_pos] = True
             score[sem_pos] += 1.0 / (RRF_K + np.arange(1, len(sem_pos) + 1))
     slug = slugify(q)
@@ -239,6 +256,54 @@ def _hybrid(
         hit[named] = True
         score[named] += EXACT_BONUS
     return score, hit
+
+
+def _keyword_order(index: FacetIndex, q: str, text: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Positions of the keyword matches (ids unknown to the index dropped), best
+    rank first, ties to the higher id. Kept beside a memoised keyword answer:
+    the order of any subset of the matches is this order restricted to it."""
+    key = " ".join(_terms(q))
+    memoised = index.documents.get("keyword", {}).get(key) is text
+    orders: dict[str, np.ndarray] = index.documents.setdefault("keyword_order", {})
+    if memoised and key in orders:
+        return orders[key]
+    text_ids, text_rank = text
+    pos = np.searchsorted(index.ids, text_ids)
+    known = pos < len(index.ids)
+    known[known] = index.ids[pos[known]] == text_ids[known]
+    pos, ranks = pos[known], text_rank[known]
+    ordered = pos[np.lexsort((-index.ids[pos], -ranks))]
+    if memoised:
+        if len(orders) >= KEYWORD_MEMO_MAX:
+            orders.clear()
+        orders[key] = ordered
+    return ordered
+
+
+# Semantic neighbours kept per generation and question, over the whole
+# catalogue (positions by decreasing cosine, those ≥ SEMANTIC_FLOOR): a
+# request's neighbours are the first SEMANTIC_TOP of them inside its mask,
+# the answer ``VectorIndex.search`` gives for that mask. Only while the
+# search is exact (≤ EXACT_MAX models); above, its shortlist depends on the mask.
+SEMANTIC_MEMO_MAX = 128
+
+
+def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    from discovery.selectors import EXACT_MAX, SEMANTIC_TOP
+
+    vectors = index.vectors
+    assert vectors is not None
+    if len(index.ids) > EXACT_MAX:
+        return vectors.search(vector, mask)[0]
+    memo: dict[bytes, np.ndarray] = index.documents.setdefault("semantic", {})
+    key = vector.tobytes()
+    ranked = memo.get(key)
+    if ranked is None:
+        ranked, _ = vectors.search(vector, np.ones(len(index.ids), dtype=bool), top=len(index.ids))
+        if len(memo) >= SEMANTIC_MEMO_MAX:
+            memo.clear()
+        memo[key] = ranked
+    return ranked[mask[ranked]][:SEMANTIC_TOP]
 
 
 def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:
@@ -324,14 +389,7 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         mask &= hit
 
     positions = np.flatnonzero(mask)
-    facets: dict[str, list[TreeNode]] = {}
-    team_counts: list[tuple[str, str, int]] = []
-    for kind, column in columns.items():
-        counts = np.bincount(column[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
-        own = {int(i): int(n) for i, n in enumerate(counts) if n}
-        facets[kind] = taxonomy_tree(
-            kind=kind, own_counts=own, selected=selected.get(kind, ""), rows=index.node_rows[kind]
-        )
+    placed = {kind: column[positions] for kind, column in columns.items()}
     teams = index.teams
     per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
     team_counts = sorted(
@@ -342,24 +400,49 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     license_counts, tag_counts = _card_counts(index, mask, positions)
 
     sort = p.sort if p.sort in SORTS else "relevance"
-    ids = index.ids[positions]
-    precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
     if sort == "relevance" and text is not None:
-        order = np.lexsort((-ids, -precision, -rank[positions]))
-    elif sort == "precision":
-        order = np.lexsort((-ids, -precision))
+        ids = index.ids[positions]
+        precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
+        ordered = ids[np.lexsort((-ids, -precision, -rank[positions]))]
     else:
-        order = np.lexsort((-ids, -index.created[positions]))
+        # The whole catalogue's order for this sort, kept per generation: the
+        # matches keep their relative order (ids are unique, so no ties).
+        everything = _order(index, "precision" if sort == "precision" else "newest")
+        ordered = index.ids[everything[mask[everything]]]
     return SearchResult(
         params=p,
         user=user,
-        ids=ids[order],
+        ids=ordered,
         index=index,
-        facets=facets,
         team_counts=team_counts,
         license_counts=license_counts,
         tag_counts=tag_counts,
+        placed=placed,
+        selected=selected,
     )
+
+
+def _order(index: FacetIndex, sort: str) -> np.ndarray:
+    """Positions of every model in ``sort`` order (newest first, or best
+    precision first, unmeasured last), ties to the higher id."""
+    orders: dict[str, np.ndarray] = index.documents.setdefault("order", {})
+    order = orders.get(sort)
+    if order is None:
+        if sort == "precision":
+            order = np.lexsort((-index.ids, -np.nan_to_num(index.precision, nan=-1.0)))
+        else:
+            order = np.lexsort((-index.ids, -index.created))
+        orders[sort] = order
+    return order
+
+
+def facet_tree(index: FacetIndex, kind: str) -> FacetTree:
+    """The generation's ``FacetTree`` of ``kind`` (built on first use)."""
+    trees: dict[str, FacetTree] = index.documents.setdefault("facet_tree", {})
+    tree = trees.get(kind)
+    if tree is None:
+        tree = trees[kind] = FacetTree(index.node_rows[kind])
+    return tree
 
 
 def _card_counts(

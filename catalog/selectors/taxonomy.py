@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from catalog.taxonomy import TAXONOMIES
 
 
@@ -65,3 +67,59 @@ def taxonomy_tree(
             for i in range(1, len(parts) + 1):
                 by_path["/".join(parts[:i])].count += n
     return roots
+
+
+class FacetTree:
+    """One tree's facet counts without building nodes: each model's node id is
+    mapped to a row (``rows`` in path order), own counts are rolled up to every
+    ancestor with one small matrix product, and the API's pruned JSON is
+    joined from per-node bytes prepared once. Built once per catalogue
+    generation (the rows come from the facet index)."""
+
+    def __init__(self, rows: list[tuple[int, str, str, str, int]]) -> None:
+        from catalog.selectors.documents import json_bytes
+
+        self.rows = rows
+        n = len(rows)
+        by_path = {path: r for r, (_, path, _, _, _) in enumerate(rows)}
+        top = max((node_id for node_id, *_ in rows), default=-1)
+        # Node id → row; ids without a row go to a spare row n that is never shown.
+        self.row_of = np.full(top + 2, n, dtype=np.int64)
+        for r, (node_id, *_) in enumerate(rows):
+            self.row_of[node_id] = r
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        self.roots: list[int] = []
+        # up[r, a] = 1 when row a is row r or one of its ancestors (a path prefix).
+        self.up = np.zeros((n + 1, n), dtype=np.int64)
+        for r, (_, path, _, _, _) in enumerate(rows):
+            parent = by_path.get(path.rpartition("/")[0])
+            (self.children[parent] if parent is not None else self.roots).append(r)
+            parts = path.split("/")
+            for i in range(1, len(parts) + 1):
+                a = by_path.get("/".join(parts[:i]))
+                if a is not None:
+                    self.up[r, a] = 1
+        self.heads = [
+            b'{"path":' + json_bytes(path) + b',"name":' + json_bytes(name) + b',"count":'
+            for _, path, _, name, _ in rows
+        ]
+
+    def counts(self, node_ids: np.ndarray) -> np.ndarray:
+        """Rolled-up count per row for the models placed at ``node_ids``."""
+        own = np.bincount(self.row_of[node_ids], minlength=len(self.rows) + 1)
+        return own @ self.up
+
+    def own_counts(self, node_ids: np.ndarray) -> dict[int, int]:
+        """Node id → models placed exactly there (what ``taxonomy_tree`` takes)."""
+        own = np.bincount(self.row_of[node_ids], minlength=len(self.rows) + 1)
+        return {self.rows[r][0]: int(own[r]) for r in np.flatnonzero(own[: len(self.rows)])}
+
+    def json(self, counts: np.ndarray) -> bytes:
+        """``[n.as_dict(prune=True) for n in taxonomy_tree(...) if n.count]`` as JSON."""
+        heads, children = self.heads, self.children
+
+        def node(r: int) -> bytes:
+            kids = b",".join([node(c) for c in children[r] if counts[c]])
+            return heads[r] + str(int(counts[r])).encode() + b',"children":[' + kids + b"]}"
+
+        return b"[" + b",".join([node(r) for r in self.roots if counts[r]]) + b"]"
