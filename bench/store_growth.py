@@ -63,6 +63,21 @@ def by_kind(files: dict[str, int]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def bundle_manifest(sha256: str) -> dict:
+    """The manifest of a stored bundle."""
+    import json
+    import tarfile
+
+    from catalog.storage import artifact_open
+
+    with artifact_open(sha256) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
+        for member in tar:
+            if member.name == "manifest.json":
+                data = tar.extractfile(member)
+                return json.load(data) if data else {}
+    return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=400, help="labelled sentences (80%% train)")
@@ -105,6 +120,8 @@ def main() -> None:
     base = ModelVersion.objects.get(registered_model__slug="all-minilm-l6-v2")
     for v in version_compile(version_id=base.pk):
         print(f"  base {v.name}: {v.status} {v.size or 0:,} bytes {v.status_reason[:80]}")
+        if v.sha256 and v.precision == "int8":
+            print(f"    int8 plan {bundle_manifest(v.sha256).get('quantization', {}).get('plan')}")
     print(
         f"base registered and compiled in {time.perf_counter() - started:.0f} s; store {sum(size for _, size in store_files(root).values()) / MB:.1f} MB"
     )
@@ -160,6 +177,14 @@ def main() -> None:
     print(f"version files: {listing}")
     for v in variants:
         print(f"  {v.name}: {v.status} bundle {v.size or 0:,} bytes {v.status_reason[:80]}")
+        if v.sha256 and v.precision == "int8":
+            q = bundle_manifest(v.sha256).get("quantization", {})
+            inherited = q.get("inherited_from")
+            print(
+                f"    int8 plan {q.get('plan')} (fp32 nodes {len(q.get('fp32_nodes', []))}); "
+                f"inherited from {inherited['base'] + ' ' + inherited['variant'] if inherited else 'nothing'}; "
+                f"tried {[(t['plan'], t['flips']) for t in q.get('tried', [])]}"
+            )
     for label, files in (("fine-tune (version files)", new_finetune), ("compile (bundles)", new_compile)):
         kinds = ", ".join(f"{k} {n} files {b / MB:.2f} MB" for k, (n, b) in sorted(by_kind(files).items()))
         print(f"  new in the store from the {label}: {sum(files.values()) / MB:.2f} MB ({kinds or 'nothing'})")

@@ -339,6 +339,7 @@ class QuantPlan:
     outlier_channels: int = 0
     embeddings: bool = True
     keep_fp32: int = 0
+    inherited: bool = False  # the base version's plan and rewrite (``InheritedPlan``)
 
 
 # Tried in order until one passes parity: fastest and smallest first. Measured
@@ -355,6 +356,140 @@ INT8_PLANS = (
     QuantPlan("int8-outliers-1-fp32", smoothing=0.75, outlier_channels=4, embeddings=False, keep_fp32=1),
     QuantPlan("int8-outliers-3-fp32", smoothing=0.75, outlier_channels=4, embeddings=False, keep_fp32=3),
 )
+
+
+@dataclass
+class Rewrite:
+    """What ``prepare_int8`` did to each activation of a graph, read back from
+    the graph itself (its int8 form keeps the fp32 rewrite constants):
+    ``smoothing`` the 1/s array of each smoothed activation, ``outliers`` the
+    channels split off each decomposed one; ``tensors`` every tensor name of
+    the graph (an activation it has but neither dict names was left alone)."""
+
+    tensors: frozenset[str]
+    smoothing: dict[str, np.ndarray]
+    outliers: dict[str, np.ndarray]
+
+    @classmethod
+    def read(cls, model: Any) -> Rewrite:
+        from onnx import numpy_helper
+
+        def by_suffix(suffix: str) -> dict[str, np.ndarray]:
+            return {
+                i.name[: -len(suffix)]: numpy_helper.to_array(i)
+                for i in model.graph.initializer
+                if i.name.endswith(suffix)
+            }
+
+        names = {x for n in model.graph.node for x in (*n.input, *n.output) if x}
+        names |= {i.name for i in model.graph.input}
+        return cls(frozenset(names), by_suffix("/smooth_scale"), by_suffix("/outlier_channels"))
+
+
+# A head's tensors (a new one per fine-tune), left out when comparing encoders;
+# so are integer buffers: only floating-point tensors are weights.
+HEAD_TENSOR_PREFIXES = ("classifier.", "pre_classifier.", "score.")
+WEIGHT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+
+def encoder_digest(model_dir: Path) -> str | None:
+    """sha256 over the encoder's weights — (dtype, shape, sha256 of the bytes)
+    of every floating-point tensor in ``model.safetensors`` but a head's, sorted, so
+    names and file layout do not matter; None without that file. Two versions
+    with the same digest have byte-identical encoder weights (a head-only
+    fine-tune and its base)."""
+    from runners.safetensors_info import safetensors_header_read
+
+    path = model_dir / "model.safetensors"
+    if not path.is_file():
+        return None
+    entries = []
+    with open(path, "rb") as fh:
+        header = safetensors_header_read(fh)
+        start = fh.tell()
+        for name, spec in header.items():
+            if name == "__metadata__" or name.startswith(HEAD_TENSOR_PREFIXES):
+                continue
+            if spec["dtype"] not in WEIGHT_DTYPES:
+                continue  # integer buffers (BERT's saved position_ids: older files have it, re-saved ones not)
+            a, b = (int(x) for x in spec["data_offsets"])
+            fh.seek(start + a)
+            digest, left = hashlib.sha256(), b - a
+            while left > 0:
+                block = fh.read(min(left, 1 << 20))
+                if not block:
+                    raise ValueError(f"{path}: tensor {name} runs past the end of the file")
+                digest.update(block)
+                left -= len(block)
+            entries.append(f"{spec['dtype']} {spec['shape']} {digest.hexdigest()}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
+@dataclass
+class BaseVariants:
+    """The version this one was fine-tuned from, for int8 plan inheritance:
+    ``label`` (e.g. "all-minilm-l6-v2 v1"), ``model_dir`` holding its
+    ``model.safetensors``, and its served int8 bundles by variant name."""
+
+    label: str
+    model_dir: Path
+    bundles: dict[str, Path]
+
+
+@dataclass
+class InheritedPlan:
+    """A base variant's int8 plan, to be tried first on a version whose encoder
+    weights are the base's own: its plan (α, outlier k, embeddings), the
+    nodes it kept fp32 and its rewrite constants (``Rewrite``). Rebuilt with
+    them, the int8 encoder weights come out byte for byte the base's (the
+    store then holds them once)."""
+
+    source: dict[str, Any]
+    plan: QuantPlan
+    fp32_nodes: list[str]
+    rewrite: Rewrite
+
+    @classmethod
+    def read(cls, bundle: Path, label: str) -> InheritedPlan | None:
+        """The plan recorded in ``bundle`` (a compiled int8 variant's tar);
+        None when it records none."""
+        import onnx
+
+        with tarfile.open(bundle) as tar:
+            manifest_file, model_file = tar.extractfile("manifest.json"), tar.extractfile("model.onnx")
+            if manifest_file is None or model_file is None:
+                return None
+            manifest = json.load(manifest_file)
+            model = onnx.load_from_string(model_file.read())
+        q = manifest.get("quantization") or {}
+        if "plan" not in q:
+            return None
+        smoothing = (q.get("smoothing") or {}).get("alpha")
+        outliers = int((q.get("outlier_channels") or {}).get("k", 0))
+        plan = QuantPlan(
+            str(q["plan"]), smoothing=smoothing, outlier_channels=outliers, embeddings=q.get("embeddings") != "fp32"
+        )
+        source = {
+            "base": label,
+            "variant": manifest.get("variant"),
+            "plan": q["plan"],
+            "bundle_sha256": sha256_file(bundle),
+        }
+        return cls(source, plan, [str(n) for n in q.get("fp32_nodes", [])], Rewrite.read(model))
+
+    def plans(self, more_fp32: tuple[int, ...] = (0, 1, 3)) -> tuple[QuantPlan, ...]:
+        """The base's plan, then the same with the next most sensitive nodes fp32 too."""
+        return tuple(
+            QuantPlan(
+                f"inherited-{self.plan.name}" + (f"+{k}-fp32" if k else ""),
+                smoothing=self.plan.smoothing,
+                outlier_channels=self.plan.outlier_channels,
+                embeddings=self.plan.embeddings,
+                keep_fp32=k,
+                inherited=True,
+            )
+            for k in more_fp32
+        )
 
 
 def weight_nodes(model: Any) -> list[Any]:
@@ -461,6 +596,7 @@ def prepare_int8(
     smoothing: float | None = None,
     outlier_channels: int = 0,
     min_outlier_ratio: float = 6.0,
+    fixed: Rewrite | None = None,
 ) -> dict[str, Any]:
     """Rewrite the fp32 graph so that dynamic int8 loses less — the same
     function in fp32 (outputs equal up to rounding). Dynamic quantisation gives
@@ -483,6 +619,13 @@ def prepare_int8(
       This is the only remedy for a fused Attention node, whose projection
       cannot be split.
 
+    ``fixed``: the rewrite another graph with the same encoder got (read back
+    from its int8 graph, ``Rewrite.read``): an activation it split keeps the
+    same channels, one it smoothed the same scales, one it left alone stays
+    alone — so the rewritten weights, and their int8 form, are the same bytes.
+    Only activations that graph does not have (a new head's input) are
+    decided from ``batches`` as above.
+
     Returns what was done; ``fp32_nodes`` are the added fp32 MatMuls (to be
     left out of quantisation)."""
     import onnx
@@ -493,7 +636,13 @@ def prepare_int8(
     initializers = {i.name: i for i in model.graph.initializer}
     after_tensor: dict[str, list[Any]] = {}
     after_node: dict[str, list[Any]] = {}
-    record: dict[str, Any] = {"decomposed": [], "smoothed": [], "fp32_nodes": [], "outlier_ratios": {}}
+    record: dict[str, Any] = {
+        "decomposed": [],
+        "smoothed": [],
+        "fp32_nodes": [],
+        "outlier_ratios": {},
+        "inherited": 0,
+    }
 
     def weight(n: Any) -> np.ndarray:
         return numpy_helper.to_array(initializers[n.input[1]]).copy()
@@ -509,14 +658,30 @@ def prepare_int8(
         peaks = ranges[activation]
         ratio = outlier_ratio(peaks)
         record["outlier_ratios"][activation] = round(ratio, 1)
-        split = (
+        top: np.ndarray | None = None
+        inverse_scale: np.ndarray | None = None
+        if fixed is not None and activation in fixed.tensors:
+            # Decided by the other graph's rewrite, whatever this calibration says.
+            record["inherited"] += 1
+            top = fixed.outliers.get(activation)
+            inverse_scale = fixed.smoothing.get(activation)
+            if top is not None and not all(n.op_type == "MatMul" for n in nodes):
+                raise ValueError(f"{activation}: outlier channels recorded for a non-MatMul reader")
+        elif (
             outlier_channels > 0
             and ratio >= min_outlier_ratio
             and all(n.op_type == "MatMul" for n in nodes)
             and outlier_channels < len(peaks)
-        )
-        if split:
+        ):
             top = np.sort(np.argsort(-peaks)[:outlier_channels]).astype(np.int64)
+        elif smoothing is not None:
+            weights = [weight(n) for n in nodes]
+            w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+            scale = np.clip(
+                np.maximum(peaks, 1e-5) ** smoothing / np.maximum(w_peak, 1e-5) ** (1 - smoothing), 1e-2, 1e2
+            )
+            inverse_scale = (1.0 / scale).astype(np.float32)
+        if top is not None:
             mask = np.ones(len(peaks), dtype=np.float32)
             mask[top] = 0.0
             inliers, outliers = f"{activation}/inliers", f"{activation}/outliers"
@@ -549,19 +714,17 @@ def prepare_int8(
                 after_node[n.name] = [matmul, add]
                 record["fp32_nodes"].append(matmul.name)
             record["decomposed"].append(activation)
-        elif smoothing is not None:
-            weights = [weight(n) for n in nodes]
-            w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
-            scale = np.clip(
-                np.maximum(peaks, 1e-5) ** smoothing / np.maximum(w_peak, 1e-5) ** (1 - smoothing), 1e-2, 1e2
-            ).astype(np.float32)
+        elif inverse_scale is not None:
+            # The graph keeps only 1/s (the activation's Mul); the weights are
+            # divided by exactly that float32 array, so that the rewrite can be
+            # redone bit for bit from the graph alone (``Rewrite.read``).
             smoothed = f"{activation}/smoothed"
-            inverse = constant((1.0 / scale).astype(np.float32), f"{activation}/smooth_scale")
+            inverse = constant(inverse_scale.astype(np.float32), f"{activation}/smooth_scale")
             after_tensor[activation] = [
                 helper.make_node("Mul", [activation, inverse], [smoothed], name=f"{activation}/SmoothQuantMul")
             ]
-            for n, w in zip(nodes, weights, strict=True):
-                set_weight(n, w * scale[:, None])
+            for n in nodes:
+                set_weight(n, weight(n) / inverse_scale[:, None])
                 n.input[0] = smoothed
             record["smoothed"].append(activation)
     inputs = {i.name for i in model.graph.input}
@@ -904,41 +1067,61 @@ def build_int8(
     check: Callable[[Path], Parity],
     options: dict[str, Any] | None = None,
     plans: tuple[QuantPlan, ...] = INT8_PLANS,
+    inherit: InheritedPlan | None = None,
 ) -> tuple[Parity, dict[str, Any]]:
     """Build ``out`` from the fp32 ``source`` with each plan in turn until one
     passes ``check`` (parity on the held-out inputs); returns that parity (or
     the last plan's) and what was done, for the manifest. Rewrites and the
     node ranking are computed on the calibration batches only, once each; a
-    plan that needs calibration is skipped without it."""
+    plan that needs calibration is skipped without it.
+
+    ``inherit``: the base version's plan, tried before ``plans`` (then with one
+    and three more sensitive nodes fp32): its rewrite constants and fp32
+    nodes, so that the int8 encoder weights are the base's bytes; skipped
+    when this graph lacks a node it kept fp32."""
     import onnx
 
-    prepared: dict[tuple[float | None, int], tuple[Path, dict[str, Any]]] = {}
+    names = {n.name for n in weight_nodes(onnx.load(str(source), load_external_data=False))}
+    if inherit is not None and set(inherit.fp32_nodes) <= names:
+        plans = inherit.plans() + plans
+    else:
+        inherit = None
+    prepared: dict[tuple[bool, float | None, int], tuple[Path, dict[str, Any]]] = {}
     rankings: dict[Path, list[tuple[str, float]]] = {}
     tried: list[dict[str, Any]] = []
+    built: set[tuple[str, bool, tuple[str, ...]]] = set()
     parity: Parity | None = None
     record: dict[str, Any] = {}
     for plan in plans:
         calibrated = plan.smoothing is not None or plan.outlier_channels or plan.keep_fp32
         if calibrated and not calibration:
             continue
+        if not calibrated and (str(source), plan.embeddings, ()) in built:
+            continue  # the same graph as an inherited plan already built (the base's plain int8)
         src, rewrite = source, dict[str, Any]()
-        key = (plan.smoothing, plan.outlier_channels)
+        key = (plan.inherited, plan.smoothing, plan.outlier_channels)
         if plan.smoothing is not None or plan.outlier_channels:
             if key not in prepared:
                 target = work / f"{out.stem}-prepared-{len(prepared)}.onnx"
                 done = prepare_int8(
-                    source, target, calibration, smoothing=plan.smoothing, outlier_channels=plan.outlier_channels
+                    source,
+                    target,
+                    calibration,
+                    smoothing=plan.smoothing,
+                    outlier_channels=plan.outlier_channels,
+                    fixed=inherit.rewrite if plan.inherited and inherit is not None else None,
                 )
                 prepared[key] = (target, done)
             src, rewrite = prepared[key]
-        kept: list[str] = []
+        kept: list[str] = list(inherit.fp32_nodes) if plan.inherited and inherit is not None else []
         if plan.keep_fp32:
             if src not in rankings:
                 started = time.perf_counter()
                 rankings[src] = node_sensitivity(src, work, calibration, options)
                 record["sensitivity_seconds"] = round(time.perf_counter() - started, 1)
-            kept = [name for name, _ in rankings[src][: plan.keep_fp32]]
+            kept += [name for name, _ in rankings[src] if name not in kept][: plan.keep_fp32]
         quantize_int8(src, out, exclude=kept + rewrite.get("fp32_nodes", []), embeddings=plan.embeddings)
+        built.add((str(src), plan.embeddings, tuple(kept)))
         parity = check(out)
         tried.append(
             {
@@ -964,6 +1147,12 @@ def build_int8(
                 else None,
                 "embeddings": "int8" if plan.embeddings else "fp32",
                 "fp32_nodes": kept,
+                # The base version's plan and rewrite constants, reused (its
+                # encoder weights are this version's): which, and how many
+                # activations took the base's decision rather than this calibration's.
+                "inherited_from": {**inherit.source, "activations": rewrite.get("inherited", 0)}
+                if plan.inherited and inherit is not None
+                else None,
                 "sensitivity": [
                     {"node": name, "kl": float(f"{score:.3g}")} for name, score in rankings.get(src, [])[:8]
                 ],
@@ -975,7 +1164,7 @@ def build_int8(
         path.unlink(missing_ok=True)
     if parity is None:
         raise RuntimeError("no int8 plan could be built")
-    total = len(weight_nodes(onnx.load(str(source), load_external_data=False)))
+    total = len(names)
     record["weight_nodes"] = {"int8": total - len(record["fp32_nodes"]), "fp32": len(record["fp32_nodes"])}
     record["tried"] = tried
     return parity, record
@@ -1010,6 +1199,7 @@ def compile_version(
     specs: tuple[VariantSpec, ...] = SPECS,
     skip: set[str] | None = None,
     corrupt: Callable[[VariantSpec, Path], None] | None = None,
+    base: BaseVariants | None = None,
 ) -> list[CompiledVariant]:
     """Export, optimise, quantise, check parity, time and bundle every spec.
 
@@ -1023,6 +1213,10 @@ def compile_version(
         specs: the variants to build.
         skip: names of variants that already exist (not rebuilt).
         corrupt: a test hook that may damage a variant file before its parity check.
+        base: the version this one was fine-tuned from; when its encoder
+            weights are this version's (``encoder_digest``: a head-only
+            fine-tune), each int8 variant tries the base's plan first
+            (``InheritedPlan``) so its int8 encoder is the base's bytes.
     """
     import onnxruntime as ort
     import torch
@@ -1067,6 +1261,8 @@ def compile_version(
             return {"features": np.zeros((batch, io_spec["input_dim"]), dtype=np.float32)}
 
     reference = reference_outputs(family, model_dir, batches)
+    encoder = encoder_digest(model_dir) if text else None
+    same_encoder = base is not None and encoder is not None and encoder_digest(base.model_dir) == encoder
     toolchain = f"torch {torch.__version__} / onnxruntime {ort.__version__} / opset {OPSET}"
     optimized = work / "model-fp32-optimized.onnx"
     results: list[CompiledVariant] = []
@@ -1103,6 +1299,9 @@ def compile_version(
 
             quantization: dict[str, Any] = {}
             if spec.quantized:
+                inherit = None
+                if same_encoder and base is not None and spec.name in base.bundles:
+                    inherit = InheritedPlan.read(base.bundles[spec.name], base.label)
                 parity, quantization = build_int8(
                     source,
                     path,
@@ -1111,12 +1310,14 @@ def compile_version(
                     check=check,
                     options=options,
                     plans=INT8_PLANS if text else INT8_PLANS[:1],
+                    inherit=inherit,
                 )
                 quantization = {
                     "method": "dynamic",
                     "weights": "int8 per channel",
                     "activations": "uint8 per tensor, range measured on each call",
                     "calibration": calibration_info,
+                    "encoder_sha256": encoder,
                     **quantization,
                 }
             else:

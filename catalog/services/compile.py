@@ -64,6 +64,32 @@ def _eval_inputs(version: ModelVersion, model_dir: Path) -> Any:
     return EvalInputs()
 
 
+def _base_variants(version: ModelVersion, dest: Path) -> Any:
+    """The version this one was fine-tuned from, as the compile's int8 plan
+    inheritance needs it (``runners.compile.BaseVariants``): its encoder
+    weights (``model.safetensors``) and its served int8 bundles, copied into
+    ``dest``; None when there is no base or nothing to inherit."""
+    from runners.compile import BaseVariants
+
+    parent = version.base_version
+    if parent is None:
+        return None
+    bundles = list(
+        Variant.objects.filter(version=parent, status=VariantStatus.SERVED, precision="int8")
+        .exclude(sha256="")
+        .values_list("name", "sha256")
+    )
+    weights = [f for f in parent.files if f.get("name") == "model.safetensors"]
+    if not bundles or not weights:
+        return None
+    artifact_materialize(weights + [{"name": f"{name}.tar", "sha256": sha} for name, sha in bundles], dest)
+    return BaseVariants(
+        label=f"{parent.registered_model.slug} v{parent.version}",
+        model_dir=dest,
+        bundles={name: dest / f"{name}.tar" for name, _ in bundles},
+    )
+
+
 def _manifest_base(version: ModelVersion) -> dict[str, Any]:
     model = version.registered_model
     preprocessing: dict[str, Any]
@@ -97,7 +123,11 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
     """Build, check and store the variants a version lacks; returns them all."""
     from runners.compile import SPECS, compile_version
 
-    version = ModelVersion.objects.select_related("registered_model", "dataset_version").filter(pk=version_id).first()
+    version = (
+        ModelVersion.objects.select_related("registered_model", "dataset_version", "base_version__registered_model")
+        .filter(pk=version_id)
+        .first()
+    )
     if version is None or version.family not in COMPILABLE:
         return []
     # Failed attempts are retried; built, rejected and skipped ones are kept.
@@ -126,6 +156,7 @@ def version_compile(*, version_id: int, corrupt: Any = None) -> list[Variant]:
                 manifest_base=_manifest_base(version),
                 skip=done,
                 corrupt=corrupt,
+                base=_base_variants(version, Path(tmp) / "base"),
             )
             _record(version, results)
     except Exception as exc:
