@@ -232,63 +232,8 @@ class JobParams(serializers.Serializer):  # type: ignore[type-arg]
     )
 
 
-class TrialBaselineCheckSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    """The kept trial's best fine-tuned epoch weighed against epoch 0 (the
-    warmed-up head on the frozen encoder) on the same inner validation rows."""
-
-    epoch_0_macro_f1 = serializers.FloatField(help_text="Epoch 0: the head alone on the frozen encoder.")
-    fine_tune_macro_f1 = serializers.FloatField(help_text="The best fine-tuned epoch.")
-    rows_only_baseline_right = serializers.IntegerField(help_text="Validation rows only epoch 0 gets right.")
-    rows_only_fine_tune_right = serializers.IntegerField(help_text="Validation rows only the fine-tune gets right.")
-    sign_test_p_value = serializers.FloatField(
-        help_text="One-sided sign test of epoch 0 being better, on the rows only one of them gets right."
-    )
-    baseline_kept = serializers.BooleanField(
-        help_text="True when epoch 0 scored higher: the frozen encoder and its head were kept."
-    )
-
-
-class FineTuneTrialSerializer(JobTrialSerializer):
-    """One recipe tried, with everything the recipe records for it."""
-
-    epochs_planned = serializers.IntegerField(
-        allow_null=True,
-        help_text="Epochs the trial planned once its first epoch was timed against the time budget "
-        "(null for jobs recorded before it was kept).",
-    )
-    baseline_check = TrialBaselineCheckSerializer(
-        allow_null=True, help_text="The kept trial only (null on the others, and when no epoch ran)."
-    )
-    best_fine_tuned_epoch = serializers.IntegerField(
-        allow_null=True,
-        help_text="When epoch 0 was kept (`baseline_check.baseline_kept`): the fine-tuned epoch it beat "
-        "(`best_epoch` is then 0); else null.",
-    )
-
-
-class FineTuneBaselineSerializer(JobBaselineSerializer):
-    validation_macro_f1_by_C = serializers.DictField(  # noqa: N815 - the recorded key
-        child=serializers.FloatField(), help_text="Inner-validation macro F1 of each C tried."
-    )
-
-
-class FineTuneJobSerializer(JobSerializer):
-    """A fine-tune job, its trials in full."""
-
-    baseline = FineTuneBaselineSerializer(
-        allow_null=True,
-        help_text="Logistic regression on the frozen encoder's mean-pooled embeddings, scored on the same "
-        "held-out split; null until the job ends.",
-    )
-    trials = FineTuneTrialSerializer(many=True, help_text="Every recipe tried (`auto`: 2-3; `default`: one).")
-    inner_validation_rows = serializers.IntegerField(
-        help_text="Rows of the inner validation split (carved from the training part) the trials were "
-        "picked on; 0 for a manual job or before the job ends."
-    )
-
-
-TRIAL_FIELDS = tuple(FineTuneTrialSerializer().fields)
-BASELINE_FIELDS = tuple(FineTuneBaselineSerializer().fields)
+TRIAL_FIELDS = tuple(JobTrialSerializer().fields)
+BASELINE_FIELDS = tuple(JobBaselineSerializer().fields)
 
 
 def trial_body(trial: dict[str, Any]) -> dict[str, Any]:
@@ -400,7 +345,7 @@ def finetune_jobs_create(request: Request) -> Response:
 
 @extend_schema(
     parameters=[JobParams],
-    responses={200: FineTuneJobSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
+    responses={200: JobSerializer, **error_responses(400, 401, 403, 404, *COMMON_ERRORS)},
     description="A job of one of your teams: status, progress, metrics, result and the tail of its log.",
 )
 @api_view(["GET"])
@@ -413,7 +358,7 @@ def finetune_job_detail(request: Request, job_id: int) -> Response:
 
 @extend_schema(
     request=None,
-    responses={200: FineTuneJobSerializer, **error_responses(401, 403, 404, *COMMON_ERRORS)},
+    responses={200: JobSerializer, **error_responses(401, 403, 404, *COMMON_ERRORS)},
     description="Cancel a job of one of your teams (a finished job is answered as it is).",
 )
 @api_view(["POST"])

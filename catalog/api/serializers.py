@@ -338,12 +338,31 @@ class JobBaselineSerializer(serializers.Serializer):  # type: ignore[type-arg]
     macro_f1 = serializers.FloatField()
     coverage = serializers.FloatField()
     precision_at_coverage = serializers.FloatField()
+    validation_macro_f1_by_C = serializers.DictField(  # noqa: N815 - the recorded key
+        child=serializers.FloatField(), help_text="Inner-validation macro F1 of each C tried."
+    )
 
 
 class JobComparisonSerializer(serializers.Serializer):  # type: ignore[type-arg]
     macro_precision_points = serializers.FloatField(help_text="New model minus baseline, percentage points.")
     macro_f1_points = serializers.FloatField()
     beats_baseline = serializers.BooleanField()
+
+
+class TrialBaselineCheckSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The kept trial's best fine-tuned epoch weighed against epoch 0 (the
+    warmed-up head on the frozen encoder) on the same inner validation rows."""
+
+    epoch_0_macro_f1 = serializers.FloatField(help_text="Epoch 0: the head alone on the frozen encoder.")
+    fine_tune_macro_f1 = serializers.FloatField(help_text="The best fine-tuned epoch.")
+    rows_only_baseline_right = serializers.IntegerField(help_text="Validation rows only epoch 0 gets right.")
+    rows_only_fine_tune_right = serializers.IntegerField(help_text="Validation rows only the fine-tune gets right.")
+    sign_test_p_value = serializers.FloatField(
+        help_text="One-sided sign test of epoch 0 being better, on the rows only one of them gets right."
+    )
+    baseline_kept = serializers.BooleanField(
+        help_text="True when epoch 0 scored higher: the frozen encoder and its head were kept."
+    )
 
 
 class JobTrialSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -361,6 +380,19 @@ class JobTrialSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     seconds = serializers.FloatField()
     chosen = serializers.BooleanField()
+    epochs_planned = serializers.IntegerField(
+        allow_null=True,
+        help_text="Epochs the trial planned once its first epoch was timed against the time budget "
+        "(null for jobs recorded before it was kept).",
+    )
+    baseline_check = TrialBaselineCheckSerializer(
+        allow_null=True, help_text="The kept trial only (null on the others, and when no epoch ran)."
+    )
+    best_fine_tuned_epoch = serializers.IntegerField(
+        allow_null=True,
+        help_text="When epoch 0 was kept (`baseline_check.baseline_kept`): the fine-tuned epoch it beat "
+        "(`best_epoch` is then 0); else null.",
+    )
 
 
 class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -383,6 +415,10 @@ class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     comparison = JobComparisonSerializer(allow_null=True, help_text="The new model vs the baseline.")
     trials = JobTrialSerializer(many=True, help_text="Every recipe tried (`auto`: 2-3; `default`: one).")
+    inner_validation_rows = serializers.IntegerField(
+        help_text="Rows of the inner validation split (carved from the training part) the trials were "
+        "picked on; 0 for a manual job or before the job ends."
+    )
     error = serializers.CharField()
     result = JobResultSerializer(allow_null=True)
     loss_history = serializers.ListField(

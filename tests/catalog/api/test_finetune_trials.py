@@ -89,7 +89,8 @@ def test_fields_a_trial_did_not_record_are_null(
     alice: APIClient, tiny_encoder: ModelVersion, make_team: Any, tickets_csv: bytes
 ) -> None:
     """A trial not weighed against epoch 0, or a job recorded before these fields, reads null (not missing)."""
-    from catalog.api.finetune import FineTuneJobSerializer, job_body
+    from catalog.api.finetune import job_body
+    from catalog.api.serializers import JobSerializer
     from catalog.models import DatasetVersion
 
     dataset = DatasetVersion.objects.get(pk=_dataset(alice, tickets_csv))
@@ -131,12 +132,16 @@ def test_fields_a_trial_did_not_record_are_null(
     assert (other["baseline_check"], other["best_fine_tuned_epoch"], other["epochs_planned"]) == (None, None, None)
     assert body["inner_validation_rows"] == 0
     assert body["baseline"] is None
+    # The list route answers each job as the detail does (trial fields included).
+    [listed] = [j for j in alice.get("/api/v1/finetune-jobs/").json()["results"] if j["id"] == job.pk]
+    assert listed["trials"] == body["trials"]
+    assert listed["inner_validation_rows"] == body["inner_validation_rows"]
     # The body is exactly what the documented serializer describes.
     from rest_framework.test import APIRequestFactory
 
     request = APIRequestFactory().get("/")
     answer = job_body(job, request)  # type: ignore[arg-type]
-    assert FineTuneJobSerializer(answer).data["trials"] == answer["trials"]
+    assert JobSerializer(answer).data["trials"] == answer["trials"]
 
 
 def test_the_schema_documents_the_trial_fields() -> None:
