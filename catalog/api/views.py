@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -34,7 +34,9 @@ from catalog.taxonomy import TAXONOMIES
 
 
 def _page_url(request: Request, page: int) -> str:
-    query = request.query_params.copy()
+    query = QueryDict(mutable=True)  # a copy of the query without deep-copying it
+    for key, values in request.query_params.lists():
+        query.setlist(key, values)
     query["page"] = str(page)
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 

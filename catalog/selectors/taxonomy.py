@@ -69,6 +69,10 @@ def taxonomy_tree(
     return roots
 
 
+# Rendered trees kept per FacetTree (so per generation), by their counts.
+JSON_MEMO_MAX = 512
+
+
 class FacetTree:
     """One tree's facet counts without building nodes: each model's node id is
     mapped to a row (``rows`` in path order), own counts are rolled up to every
@@ -99,6 +103,7 @@ class FacetTree:
                 a = by_path.get("/".join(parts[:i]))
                 if a is not None:
                     self.up[r, a] = 1
+        self._json: dict[bytes, bytes] = {}
         self.heads = [
             b'{"path":' + json_bytes(path) + b',"name":' + json_bytes(name) + b',"count":'
             for _, path, _, name, _ in rows
@@ -115,7 +120,17 @@ class FacetTree:
         return {self.rows[r][0]: int(own[r]) for r in np.flatnonzero(own[: len(self.rows)])}
 
     def json(self, counts: np.ndarray) -> bytes:
-        """``[n.as_dict(prune=True) for n in taxonomy_tree(...) if n.count]`` as JSON."""
+        """``[n.as_dict(prune=True) for n in taxonomy_tree(...) if n.count]`` as JSON
+        (the last JSON_MEMO_MAX answers kept: the same counts recur across requests)."""
+        key = counts.tobytes()
+        done = self._json.get(key)
+        if done is None:
+            if len(self._json) >= JSON_MEMO_MAX:
+                self._json.clear()
+            done = self._json[key] = self._render(counts)
+        return done
+
+    def _render(self, counts: np.ndarray) -> bytes:
         heads, children = self.heads, self.children
 
         def node(r: int) -> bytes:

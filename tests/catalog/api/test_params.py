@@ -73,3 +73,20 @@ def test_refused_queries_defer_to_the_serializer() -> None:
     for query in ("q=%25", "q=a", "page=0", "page_size=101", "sort=name", "team=no+spaces", "min_precision=2"):
         assert search_query(QueryDict(query)) is None, query
         assert _serializer_answer(QueryDict(query)) is None, query
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "q=bert", "page=3&q=a+b", "q=%C3%A9t%C3%A9&tag=x&tag=y&page=2", "page=1&page=4&sort=newest", "k=&page_size=5"],
+)
+def test_page_links_keep_the_query(query: str) -> None:
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from catalog.api.views import _page_url
+
+    request = Request(APIRequestFactory().get(f"/api/v1/models/?{query}"))
+    expected = request.query_params.copy()  # what the link was built from before
+    expected["page"] = "7"
+    assert _page_url(request, 7) == request.build_absolute_uri(f"/api/v1/models/?{expected.urlencode()}")
+    assert request.query_params.urlencode() == QueryDict(query).urlencode()  # the request's own query untouched
