@@ -299,7 +299,7 @@ def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.nda
     key = vector.tobytes()
     ranked = memo.get(key)
     if ranked is None:
-        ranked, _ = vectors.search(vector, np.ones(len(index.ids), dtype=bool), top=len(index.ids))
+        ranked = vectors.search(vector, np.ones(len(index.ids), dtype=bool), top=len(index.ids))[0].astype(np.int32)
         if len(memo) >= SEMANTIC_MEMO_MAX:
             memo.clear()
         memo[key] = ranked

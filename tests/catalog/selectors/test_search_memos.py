@@ -1,0 +1,59 @@
+"""Per-generation memos of the search give what the per-request computation gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from catalog.selectors.search import _semantic
+from discovery.encoder import DIM
+from discovery.selectors import SEMANTIC_TOP, VectorIndex
+
+
+def _vectors(n: int, passages: int, rng: np.random.Generator, topic: np.ndarray) -> VectorIndex:
+    def unit_int8(rows: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(rows, DIM)).astype(np.float32) / np.sqrt(DIM)
+        # A tenth of the rows lean towards the topic, at varied strengths.
+        near = rng.random(rows) < 0.1
+        x[near] += topic * rng.uniform(0.1, 1.5, size=(int(near.sum()), 1))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        scale = np.abs(x).max(axis=1) / 127
+        return np.round(x / scale[:, None]).astype(np.int8), scale.astype(np.float32)
+
+    q8, scale = unit_int8(n)
+    xq8, xscale = unit_int8(passages)
+    present = rng.random(n) > 0.05
+    return VectorIndex(
+        ids=np.arange(1, n + 1, dtype=np.int64),
+        q8=q8,
+        scale=scale,
+        present=present,
+        updated=np.zeros(n),
+        seen=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        encoder=None,
+        xq8=xq8,
+        xscale=xscale,
+        xowner=np.sort(rng.integers(0, n, size=passages)),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_semantic_neighbours_from_the_memo_are_the_masked_scan(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    question = rng.normal(size=DIM).astype(np.float32)
+    question /= np.linalg.norm(question)
+    vectors = _vectors(n, 400, rng, question)
+    index = SimpleNamespace(ids=vectors.ids, vectors=vectors, documents={})
+    for density in (1.0, 0.5, 0.1, 0.01, 0.0):
+        mask = rng.random(n) < density
+        expected = vectors.search(question, mask)[0]
+        got = _semantic(index, question, mask)  # type: ignore[arg-type]
+        assert list(got) == list(expected)
+        assert len(got) <= SEMANTIC_TOP
+        if density == 1.0:
+            assert len(got) == SEMANTIC_TOP  # the floor leaves more than the top to choose from
+    assert len(index.documents["semantic"]) == 1  # one scan of the catalogue for every mask
