@@ -145,7 +145,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "catalog.api.errors.ApiErrorMiddleware",
     # Content-Security-Policy header (policy below, "Content-Security-Policy").
-    "modellibrary.security.csp.CSPMiddleware",  # django-csp's, the policy built once per settings
+    "csp.middleware.CSPMiddleware",
     # 429 for a client address after repeated wrong API credentials.
     "modellibrary.security.throttling.AuthFailureThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
