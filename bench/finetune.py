@@ -189,7 +189,13 @@ def default_vs_baseline(seeds: list[int], per_class: int, budget: float, recipe:
                 f"{t['name']}: {t['hyperparameters']['unfreeze_layers']} layers, encoder rate "
                 f"{t['hyperparameters']['encoder_learning_rate']:g} (layer decay {t['hyperparameters']['layer_decay']:g}), "
                 f"best epoch {t['best_epoch']} of {t['epochs_run']} run / {t['epochs_planned']} planned "
-                f"({t['stopped_by']}), val F1 {t['validation_macro_f1']:.3f}" + (" [kept]" if t.get("chosen") else "")
+                f"({t['stopped_by']}), val F1 {t['validation_macro_f1']:.3f}"
+                + (
+                    f", refit on {t['hyperparameters']['refit_rows']} rows for {t['best_epoch']} epochs"
+                    if t["hyperparameters"].get("refit_rows")
+                    else ""
+                )
+                + (" [kept]" if t.get("chosen") else "")
                 for t in result.trials
             )
             or "no epoch fitted the budget: the baseline's head"

@@ -336,6 +336,13 @@ def test_baseline_check_keeps_the_baseline_only_when_it_scores_higher() -> None:
     assert (kept["rows_only_baseline_right"], kept["rows_only_fine_tune_right"]) == (10, 0)
     assert kept["sign_test_p_value"] < 0.01
     assert tc.baseline_check(0.9, ten_wrong, 0.9, right)["baseline_kept"] is False  # a tie: the fine-tune
+    # Higher, but on 3 rows against 1 (sign test p = 0.31): no evidence, the fine-tune is kept.
+    weak = tc.baseline_check(0.85, np.arange(40) != 0, 0.8, ~np.isin(np.arange(40), [1, 2, 3]))
+    assert (weak["rows_only_baseline_right"], weak["rows_only_fine_tune_right"]) == (3, 1)
+    assert weak["sign_test_p_value"] == pytest.approx(0.3125)
+    assert weak["baseline_kept"] is False
+    # The noise that bounds the choice of epoch: one standard error of 40 rows at 0.8 is 6.3 points.
+    assert tc.validation_noise(0.8, 40) == pytest.approx(0.0632, abs=1e-4)
     assert tc.baseline_check(0.8, right, 0.9, right)["sign_test_p_value"] == 1.0
 
 
@@ -369,3 +376,111 @@ def test_when_no_recipe_fits_the_budget_the_default_is_the_baseline_itself(
     assert result.report.macro_precision == pytest.approx(result.baseline["macro_precision"])
     assert result.report.accuracy == pytest.approx(result.baseline["accuracy"])
     assert result.comparison()["beats_baseline"] is False
+
+
+def test_the_chosen_epochs_are_refit_on_every_training_row_from_the_start(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inner validation picks epoch 2 of 4; the served model is the same recipe
+    trained again from the base encoder and the baseline's head on all the
+    training rows (inner validation included) for exactly 2 epochs."""
+
+    from runners.splits import stratified_split
+
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 6, encoder_learning_rate=1e-3, min_epochs=4, patience=2, refit=True)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    scores = iter([0.6, 0.9, 0.7, 0.7])  # fine-tuned epochs 1-4: epoch 2 is best; epoch 0 (frozen) 0.5
+    frozen: list[Any] = []
+
+    def fake(run: Any, features: Any, positions: np.ndarray) -> tuple[float, np.ndarray]:
+        frozen.append(frozen[0] if frozen else features)
+        return (0.5 if features is frozen[0] else next(scores)), np.ones(len(positions), dtype=bool)
+
+    monkeypatch.setattr(tc, "_validate", fake)
+    passes: list[tuple[list[int], int, float]] = []
+    trainers: list[tuple[int, float]] = []
+    real_epoch, real_init = tc._Trainer.epoch, tc._Trainer.__init__
+
+    def spy_init(self: Any, run: Any, recipe: Any, rows: int, planned: int) -> None:
+        trainers.append((rows, float(sum(p.detach().double().sum() for p in run.encoder.parameters()))))
+        real_init(self, run, recipe, rows, planned)
+
+    def spy_epoch(self: Any, rows: np.ndarray, epoch: int, *a: Any) -> tuple[int, bool]:
+        passes.append((sorted(rows.tolist()), epoch, float(self.run.head.bias.detach().sum())))
+        return real_epoch(self, rows, epoch, *a)
+
+    monkeypatch.setattr(tc._Trainer, "__init__", spy_init)
+    monkeypatch.setattr(tc._Trainer, "epoch", spy_epoch)
+    seen: list[tc.Progress] = []
+    result = tc.fit(
+        tiny_bert_dir, texts, labels, tmp_path / "r", tc.FitParams.from_dict({"seed": 2}), progress=seen.append
+    )
+    [trial] = result.trials
+    assert (trial["best_epoch"], trial["epochs_run"], trial["stopped_by"]) == (2, 4, "early stopping")
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    train, held = stratified_split(y, 0.2, 2)
+    # 4 selection epochs on the fit part, then the refit: 2 epochs on every training row.
+    assert [len(rows) for rows, _, _ in passes[:4]] == [train.size - result.inner_validation_rows] * 4
+    assert [(rows, epoch) for rows, epoch, _ in passes[4:]] == [(train.tolist(), 0), (train.tolist(), 1)]
+    # Both runs start from the base encoder's weights.
+    assert [rows for rows, _ in trainers] == [train.size - result.inner_validation_rows, train.size]
+    assert trainers[0][1] == pytest.approx(trainers[1][1], rel=1e-12)
+    assert trial["hyperparameters"]["refit"] is True
+    assert trial["hyperparameters"]["refit_rows"] == train.size == result.params["refit_rows"]
+    assert result.params["epochs"] == 2
+    assert all(0 <= p.step <= p.total_steps for p in seen if p.phase == "train")
+    # The refit starts from the baseline's head (fit on every training row), which predicts like the baseline.
+    assert passes[4][2] != passes[0][2]
+    # What is saved is the refit model: predicting the held-out rows reproduces the report.
+    probs = tc.predict(tmp_path / "r", [texts[i] for i in held])
+    assert float(np.mean(probs.argmax(axis=1) == y[held])) == pytest.approx(result.report.accuracy)
+
+
+def test_plan_recipes_keeps_time_for_the_refit_or_gives_it_up_before_depth() -> None:
+    # Plenty of time: every layer, and the refit planned.
+    [roomy] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.002, 300, refit_rows=940)
+    assert (roomy.unfreeze_layers, roomy.refit, roomy.epochs) == (6, True, 8)
+    # Each planned epoch costs the selection pass and the refit's: fewer epochs than without it.
+    [with_refit] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.006, 300, refit_rows=940)
+    [without] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.006, 300)
+    assert with_refit.refit
+    assert not without.refit
+    assert (with_refit.unfreeze_layers, without.unfreeze_layers) == (6, 6)
+    assert 4 <= with_refit.epochs < without.epochs
+    # Too little time for both: every layer still, without the refit.
+    [tight] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.009, 300, refit_rows=940)
+    assert (tight.unfreeze_layers, tight.refit) == (6, False)
+    assert tight.epochs >= 4
+
+
+def test_the_latest_epoch_within_the_validation_noise_of_the_best_is_chosen(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epoch 2 scores best, epochs 3-4 lower by less than one standard error of
+    the inner validation split: epoch 4 (trained longest) is chosen; an epoch
+    clearly below the best is not."""
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 4, encoder_learning_rate=1e-3, min_epochs=4, patience=5)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+
+    def run_with(scores: list[float]) -> dict[str, Any]:
+        left = iter(scores)
+        frozen: list[Any] = []
+
+        def fake(run: Any, features: Any, positions: np.ndarray) -> tuple[float, np.ndarray]:
+            frozen.append(frozen[0] if frozen else features)
+            return (0.5 if features is frozen[0] else next(left)), np.ones(len(positions), dtype=bool)
+
+        monkeypatch.setattr(tc, "_validate", fake)
+        result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "w", tc.FitParams.from_dict({"seed": 2}))
+        [trial] = result.trials
+        noise = tc.validation_noise(max(scores), result.inner_validation_rows)
+        assert 0.03 < noise < 0.1
+        return trial
+
+    within = run_with([0.80, 0.90, 0.88, 0.86])
+    assert (within["best_epoch"], within["validation_macro_f1"]) == (4, 0.86)
+    clear = run_with([0.80, 0.90, 0.88, 0.70])
+    assert (clear["best_epoch"], clear["validation_macro_f1"]) == (3, 0.88)
