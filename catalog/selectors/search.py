@@ -175,8 +175,10 @@ def _text_matches(
         )
         args: list[Any] = [_postgres_tsquery(terms)]
         if restrict:
-            sql += " AND model_id = ANY(%s)"
-            args.append([int(i) for i in candidates])
+            # One text literal cast by the server: psycopg's list adapter quotes
+            # element by element in Python (~3 ms for 1,500 ids).
+            sql += " AND model_id = ANY(%s::bigint[])"
+            args.append("{" + ",".join(map(str, candidates.tolist())) + "}")
         with connection.cursor() as cursor:
             cursor.execute(sql, args)
             pairs = cursor.fetchall()
@@ -365,7 +367,10 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
             if not any(row[1] == path for row in index.node_rows[kind]):
                 raise UnknownTaxonomyNode(kind, path)
             selected[kind] = path
-            mask &= np.isin(column, subtree)
+            # A lookup table over node ids (one gather) instead of np.isin (~1 ms at 100k).
+            inside = np.zeros(max(int(column.max(initial=0)), max(subtree)) + 1, dtype=bool)
+            inside[subtree] = True
+            mask &= inside[column]
     if p.team:
         team_id = next((t.pk for t in index.teams.values() if t.slug == p.team), None)
         mask &= index.team == (team_id if team_id is not None else -1)

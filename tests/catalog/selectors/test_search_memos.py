@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from django.db import connection
 
 from catalog.selectors.search import _semantic
 from discovery.encoder import DIM
@@ -57,3 +59,31 @@ def test_semantic_neighbours_from_the_memo_are_the_masked_scan(seed: int) -> Non
         if density == 1.0:
             assert len(got) == SEMANTIC_TOP  # the floor leaves more than the top to choose from
     assert len(index.documents["semantic"]) == 1  # one scan of the catalogue for every mask
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("wanted", [[], [0], [1, 3], [0, 1, 2, 3, 4, 5, 6, 7]])
+def test_keyword_matches_restricted_to_candidates_are_the_whole_answer_inside_them(
+    make_model: Any, wanted: list[int]
+) -> None:
+    from catalog.selectors import search
+    from catalog.selectors.facet_index import facet_index
+
+    for i in range(8):
+        make_model(f"Fraud detector {i}", summary="card fraud" if i % 2 else "fraudulent payments")
+    index = facet_index()
+    candidates = index.ids[wanted]
+    # Without the index nothing is kept, and every id as candidates gives every match.
+    whole = search._text_matches("fraud", index.ids.copy())
+    restricted = search._text_matches("fraud", candidates, index)
+    assert whole is not None
+    assert restricted is not None
+    assert len(whole[0]) == 8
+
+    def inside(found: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, float]]:
+        keep = np.isin(found[0], candidates)  # the answer may hold others: callers mask
+        return sorted(zip(found[0][keep].tolist(), found[1][keep].tolist(), strict=True))
+
+    assert inside(restricted) == inside(whole)
+    kept = "fraud" in index.documents.get("keyword", {})
+    assert kept == (connection.vendor != "postgresql" or len(wanted) >= len(index.ids) // 4)
