@@ -177,15 +177,31 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
         # Batches of 32 sorted by length, each padded to its longest: every third one (all lengths).
         "b32 real": C.length_batches(tokenized, 32)[::3],
     }
+    # Each variant with the session options its compile measured and recorded
+    # (threads chosen by ``choose_threads``): what the catalogue serves it with.
     sessions = {
-        r.spec.name: C._session(work / "variants" / f"{r.spec.name}.onnx", options=options)
+        r.spec.name: C._session(work / "variants" / f"{r.spec.name}.onnx", options=r.session_options or options)
         for r in results
         if r.status in ("served", "rejected")
     }
+    # Torch eager at its default thread count and at one thread, both timed;
+    # the faster of the two per shape is the baseline (a fair comparison:
+    # onnxruntime gets its best thread count too).
+    default_threads = torch.get_num_threads()
+    eager_threads = sorted({default_threads, 1}, reverse=True)
+
+    def eager(threads: int) -> Callable[[Any], Any]:
+        def run(f: Any) -> Any:
+            if torch.get_num_threads() != threads:  # once per block of runs (interleaved)
+                torch.set_num_threads(threads)
+            return module(*f)
+
+        return run
+
     figures: dict[str, dict[str, tuple[float, float]]] = {}
     for shape, feeds in shapes.items():
         torch_feeds = [tuple(torch.from_numpy(v) for v in f.values()) for f in feeds]
-        fns: dict[str, Callable[[], Any]] = {"torch eager": cycling(lambda f: module(*f), torch_feeds)}
+        fns: dict[str, Callable[[], Any]] = {f"torch eager {t}t": cycling(eager(t), torch_feeds) for t in eager_threads}
         for name, session in sessions.items():
             fns[name] = cycling(session_runner(session), feeds)
         per_round = max(1, args.runs // 4) if shape.startswith("b1 ") else max(1, args.runs // 12)
@@ -194,6 +210,8 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
             per_round, rounds = len(feeds), 2  # every length once per round
         with torch.inference_mode():
             figures[shape] = interleaved(fns, rounds=rounds, per_round=per_round)
+        figures[shape]["torch eager"] = min(figures[shape][f"torch eager {t}t"] for t in eager_threads)
+    torch.set_num_threads(default_threads)
     load_end = os.getloadavg()
 
     served_int8 = sorted(
@@ -204,7 +222,7 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
     for shape in shapes:
         header += f" {shape + ' ms':>14s} {'×':>6s}"
     print(header)
-    for name in ["torch eager", *sessions]:
+    for name in ["torch eager", *(f"torch eager {t}t" for t in eager_threads), *sessions]:
         r = next((x for x in results if x.spec.name == name), None)
         row = f"{name:22s} "
         if r is None:
@@ -232,7 +250,16 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
                 f" fp32 nodes {len(q.get('fp32_nodes', []))} {q.get('fp32_nodes', [])},"
                 f" calibration {q.get('calibration', {}).get('rows')} rows; tried {q.get('tried')}"
             )
-    print(f"session options: {options}; load average at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+    for r in results:
+        if r.session_options:
+            print(
+                f"{r.spec.name}: intra-op threads {r.session_options.get('intra_op_num_threads')}"
+                f" (measured: {r.session_options.get('threads_measured')})"
+            )
+    print(
+        f"default session options: {options}; torch eager baseline = the faster of {eager_threads} threads per shape;"
+        f" load average at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}"
+    )
 
     if not served_int8:
         print(f"seed {seed}: NO served int8 variant — target not met")

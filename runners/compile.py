@@ -88,6 +88,7 @@ class CompiledVariant:
     toolchain: str = ""
     opset: int = OPSET
     quantization: dict[str, Any] = field(default_factory=dict)
+    session_options: dict[str, Any] = field(default_factory=dict)  # what it was timed with (the manifest's)
 
 
 @dataclass
@@ -851,6 +852,64 @@ def session_options(provider: str = "CPUExecutionProvider") -> dict[str, Any]:
     }
 
 
+def choose_threads(
+    path: Path,
+    workloads: dict[str, list[dict[str, np.ndarray]]],
+    options: dict[str, Any],
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """``options`` with the intra-op thread count this variant runs fastest
+    with here, measured: one thread and ``options``' own count, each workload
+    (a list of inputs, run one after another) timed in rounds that visit both
+    counts in turn (load from other processes falls on both alike); the count
+    with the lower geometric mean over the workloads of the median pass time
+    wins (ties: more threads). On cores shared with other work, waking a
+    second thread for every parallel section can cost more than it brings
+    (measured here at load 3-5: int8 at padded length 64 up to 25% faster on
+    one thread; which count wins varies with the input shapes). What
+    was measured is recorded under ``threads_measured`` (ms per pass)."""
+    threads = int(options["intra_op_num_threads"])
+    if threads <= 1 or not workloads:
+        return options
+    candidates = [threads, 1]
+    sessions = {t: _session(path, options={**options, "intra_op_num_threads": t}) for t in candidates}
+    times: dict[tuple[int, str], list[float]] = {(t, w): [] for t in candidates for w in workloads}
+    for t in candidates:
+        sessions[t].run(None, next(iter(workloads.values()))[0])
+    for _ in range(rounds):
+        for t in candidates:
+            for w, feeds in workloads.items():
+                started = time.perf_counter()
+                for feed in feeds:
+                    sessions[t].run(None, feed)
+                times[(t, w)].append((time.perf_counter() - started) * 1000)
+    p50 = {key: float(np.median(v)) for key, v in times.items()}
+    score = {t: float(np.exp(np.mean([np.log(p50[(t, w)]) for w in workloads]))) for t in candidates}
+    best = min(candidates, key=lambda t: (score[t], -t))
+    return {
+        **options,
+        "intra_op_num_threads": best,
+        "threads_measured": {str(t): {w: round(p50[(t, w)], 2) for w in workloads} for t in candidates},
+    }
+
+
+def thread_workloads(
+    make_feed: Callable[[int], dict[str, np.ndarray]],
+    real_feeds: dict[int, list[dict[str, np.ndarray]]] | None,
+) -> dict[str, list[dict[str, np.ndarray]]]:
+    """What ``choose_threads`` times: batch 1 (6 runs) and batch 32 (2 runs)
+    padded, and — for text — 8 single held-out inputs and 6 of the
+    length-sorted batches of 32 (spread over all lengths)."""
+    out = {"b1": [make_feed(1)] * 6, "b32": [make_feed(32)] * 2}
+    real = real_feeds or {}
+    if real.get(1):
+        out["b1-real"] = real[1][:8]
+    if real.get(32):
+        step = max(1, len(real[32]) // 6)
+        out["b32-real"] = real[32][::step][:6]
+    return out
+
+
 def _session(path: Path, provider: str = "CPUExecutionProvider", options: dict[str, Any] | None = None) -> Any:
     import onnxruntime as ort
 
@@ -989,38 +1048,74 @@ def measure_latency(
     """p50/p95 per batch size after warm-up, on this machine: inputs padded to
     ``sequence_length`` (``make_feed``), and, per batch size in ``real_feeds``,
     real inputs at their own lengths, one batch after another."""
-    session = _session(path, provider, options)
+    return measure_latencies(
+        {"model": (path, provider, options)},
+        make_feed,
+        batches=batches,
+        runs=runs,
+        warmup=warmup,
+        sequence_length=sequence_length,
+        real_feeds=real_feeds,
+    )["model"]
 
-    def timed(feeds: list[dict[str, np.ndarray]], n: int) -> list[float]:
-        for i in range(warmup):
-            session.run(None, feeds[i % len(feeds)])
-        times = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            session.run(None, feeds[i % len(feeds)])
-            times.append((time.perf_counter() - t0) * 1000)
+
+def measure_latencies(
+    models: dict[str, tuple[Path, str, dict[str, Any] | None]],
+    make_feed: Callable[[int], dict[str, np.ndarray]],
+    batches: tuple[int, ...] = (1, 32),
+    runs: int = 30,
+    warmup: int = 5,
+    sequence_length: int | None = None,
+    real_feeds: dict[int, list[dict[str, np.ndarray]]] | None = None,
+    rounds: int = 3,
+) -> dict[str, list[Latency]]:
+    """``measure_latency`` for several models (name → path, provider, session
+    options) on the same inputs, interleaved: each shape's runs are split in
+    ``rounds`` that visit every model in turn, so that load from other
+    processes falls on all of them alike and their figures can be compared
+    (the catalogue serves the int8 variant with the lowest recorded batch-1
+    p95; timed one after another, under changing load, that pick was luck)."""
+    sessions = {name: _session(path, provider, options) for name, (path, provider, options) in models.items()}
+    out: dict[str, list[Latency]] = {name: [] for name in models}
+
+    def timed(feeds: list[dict[str, np.ndarray]], n: int) -> dict[str, list[float]]:
+        for session in sessions.values():
+            for i in range(warmup):
+                session.run(None, feeds[i % len(feeds)])
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        position = dict.fromkeys(sessions, 0)
+        for r in range(rounds):
+            share = n // rounds + (1 if r < n % rounds else 0)
+            for name, session in sessions.items():
+                for _ in range(share):
+                    feed = feeds[position[name] % len(feeds)]
+                    position[name] += 1
+                    t0 = time.perf_counter()
+                    session.run(None, feed)
+                    times[name].append((time.perf_counter() - t0) * 1000)
         return times
 
-    def latency(batch: int, times: list[float], seq: int | None, lengths: str) -> Latency:
-        return Latency(
-            batch=batch,
-            sequence_length=seq,
-            p50_ms=float(np.percentile(times, 50)),
-            p95_ms=float(np.percentile(times, 95)),
-            runs=len(times),
-            lengths=lengths,
-        )
+    def record(batch: int, times: dict[str, list[float]], seq: int | None, lengths: str) -> None:
+        for name, t in times.items():
+            out[name].append(
+                Latency(
+                    batch=batch,
+                    sequence_length=seq,
+                    p50_ms=float(np.percentile(t, 50)),
+                    p95_ms=float(np.percentile(t, 95)),
+                    runs=len(t),
+                    lengths=lengths,
+                )
+            )
 
-    out = [
-        latency(batch, timed([make_feed(batch)], runs if batch == 1 else max(10, runs // 3)), sequence_length, "fixed")
-        for batch in batches
-    ]
+    for batch in batches:
+        record(batch, timed([make_feed(batch)], runs if batch == 1 else max(10, runs // 3)), sequence_length, "fixed")
     for batch, feeds in (real_feeds or {}).items():
         if not feeds:
             continue
         tokens = np.concatenate([f["attention_mask"].sum(axis=1) for f in feeds])
         n = runs if batch == 1 else max(10, min(len(feeds), runs))
-        out.append(latency(batch, timed(feeds, n), int(np.median(tokens)), "real"))
+        record(batch, timed(feeds, n), int(np.median(tokens)), "real")
     return out
 
 
@@ -1266,6 +1361,7 @@ def compile_version(
     toolchain = f"torch {torch.__version__} / onnxruntime {ort.__version__} / opset {OPSET}"
     optimized = work / "model-fp32-optimized.onnx"
     results: list[CompiledVariant] = []
+    built: list[tuple[CompiledVariant, Path, str, dict[str, Path], dict[str, Any]]] = []
     for spec in specs:
         if spec.name in skip:
             continue
@@ -1336,9 +1432,9 @@ def compile_version(
                 fingerprint=dict(hardware_fingerprint(provider)),
                 quantization=quantization,
             )
-            variant.latency = measure_latency(
-                path, make_feed, provider=provider, sequence_length=seq, options=options, real_feeds=real_feeds
-            )
+            if provider == "CPUExecutionProvider":
+                options = choose_threads(path, thread_workloads(make_feed, real_feeds), options)
+            variant.session_options = options
             files = {"model.onnx": path}
             if text:
                 for name in TOKENIZER_FILES:
@@ -1359,13 +1455,34 @@ def compile_version(
                     **asdict(parity),
                     "set": "held-out inputs" if eval_inputs.texts or eval_inputs.features is not None else "generated",
                 },
-                "latency": [asdict(lat) for lat in variant.latency],
                 "quantization": quantization,
                 "session_options": options,
                 "measured_on": variant.fingerprint,
             }
-            variant.bundle_path = write_bundle(work / f"{spec.name}.tar", files, manifest)
-            results.append(variant)
+            built.append((variant, path, provider, files, manifest))
         except Exception as exc:  # one variant failing must not lose the others
             results.append(CompiledVariant(spec, "failed", f"{type(exc).__name__}: {exc}", toolchain=toolchain))
-    return results
+    # Every built variant timed on the same inputs, interleaved (comparable
+    # figures), then bundled with them.
+    try:
+        latencies = measure_latencies(
+            {v.spec.name: (path, provider, v.session_options or None) for v, path, provider, _, _ in built},
+            make_feed,
+            sequence_length=seq,
+            real_feeds=real_feeds,
+        )
+    except Exception as exc:
+        latencies = {}
+        reason = f"latency: {type(exc).__name__}: {exc}"
+        built, failed = [], built
+        results += [CompiledVariant(v.spec, "failed", reason, toolchain=toolchain) for v, *_ in failed]
+    for variant, _, _, files, manifest in built:
+        try:
+            variant.latency = latencies[variant.spec.name]
+            manifest["latency"] = [asdict(lat) for lat in variant.latency]
+            variant.bundle_path = write_bundle(work / f"{variant.spec.name}.tar", files, manifest)
+            results.append(variant)
+        except Exception as exc:
+            results.append(CompiledVariant(variant.spec, "failed", f"{type(exc).__name__}: {exc}", toolchain=toolchain))
+    rank = {spec.name: i for i, spec in enumerate(specs)}
+    return sorted(results, key=lambda r: rank.get(r.spec.name, len(rank)))

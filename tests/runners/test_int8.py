@@ -220,3 +220,82 @@ def test_spinning_only_with_cores_to_spare(monkeypatch: pytest.MonkeyPatch, core
     options = C.session_options()
     assert options["allow_spinning"] is spin
     assert options["intra_op_num_threads"] == min(cores, 8)
+
+
+def test_choose_threads_keeps_the_faster_thread_count_and_says_what_it_measured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(4)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    options = {**C.session_options(), "intra_op_num_threads": 2}
+
+    def feed(batch: int) -> dict[str, np.ndarray]:
+        return {"x_a": np.ones((batch, 4, HIDDEN), dtype=np.float32)}
+
+    class Slow:
+        """A session whose run takes longer with more threads (2 threads: 4 ms, 1 thread: 1 ms)."""
+
+        def __init__(self, threads: int) -> None:
+            self.threads = threads
+
+        def run(self, *args: Any) -> None:
+            import time
+
+            time.sleep(0.002 * self.threads**2 / 2)
+
+    monkeypatch.setattr(C, "_session", lambda path, options=None, **_: Slow(int(options["intra_op_num_threads"])))
+    workloads = C.thread_workloads(feed, None)
+    assert {w: len(f) for w, f in workloads.items()} == {"b1": 6, "b32": 2}
+    chosen = C.choose_threads(tmp_path / "g.onnx", workloads, options, rounds=1)
+    assert chosen["intra_op_num_threads"] == 1
+    assert set(chosen["threads_measured"]) == {"1", "2"}
+    assert chosen["threads_measured"]["2"]["b1"] > chosen["threads_measured"]["1"]["b1"]
+    assert {k: v for k, v in chosen.items() if k not in ("intra_op_num_threads", "threads_measured")} == {
+        k: v for k, v in options.items() if k != "intra_op_num_threads"
+    }
+    # One thread to begin with: nothing to choose.
+    assert C.choose_threads(tmp_path / "g.onnx", workloads, {**options, "intra_op_num_threads": 1}) == {
+        **options,
+        "intra_op_num_threads": 1,
+    }
+
+
+def test_latencies_of_several_models_are_measured_on_the_same_inputs_interleaved(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    _matmul_graph(tmp_path / "a.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    _matmul_graph(tmp_path / "b.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    seen: list[str] = []
+    real_session = C._session
+
+    class Recording:
+        def __init__(self, name: str, path: Path) -> None:
+            self.name, self.inner = name, real_session(path)
+
+        def run(self, outputs: Any, feed: dict[str, np.ndarray]) -> Any:
+            seen.append(self.name)
+            return self.inner.run(outputs, {"x_a": feed["x_a"]})
+
+    def feed(batch: int) -> dict[str, np.ndarray]:
+        return {"x_a": np.ones((batch, 4, HIDDEN), dtype=np.float32), "attention_mask": np.ones((batch, 4))}
+
+    real = {1: [feed(1), feed(1)], 32: [feed(32)]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "_session", lambda path, provider="", options=None: Recording(Path(path).stem, path))
+        out = C.measure_latencies(
+            {"a": (tmp_path / "a.onnx", "CPUExecutionProvider", None), "b": (tmp_path / "b.onnx", "", None)},
+            feed,
+            runs=6,
+            warmup=1,
+            real_feeds=real,
+            rounds=3,
+        )
+    for name in ("a", "b"):
+        assert [(lat.batch, lat.lengths, lat.runs) for lat in out[name]] == [
+            (1, "fixed", 6),
+            (32, "fixed", 10),
+            (1, "real", 6),
+            (32, "real", 10),
+        ]
+    # Runs alternate between the models in rounds, not all of one then all of the other.
+    switches = sum(1 for x, y in zip(seen, seen[1:], strict=False) if x != y)
+    assert switches >= 4 * 3 * 2 - 1
