@@ -388,7 +388,7 @@ def test_the_chosen_epochs_are_refit_on_every_training_row_from_the_start(
     from runners.splits import stratified_split
 
     texts, labels = data
-    recipe = tc.Recipe("r", 2, 6, encoder_learning_rate=1e-3, min_epochs=4, patience=2, refit=True)
+    recipe = tc.Recipe("r", 2, 6, encoder_learning_rate=1e-3, min_epochs=2, patience=2, refit=True)
     monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
     scores = iter([0.6, 0.9, 0.7, 0.7])  # fine-tuned epochs 1-4: epoch 2 is best; epoch 0 (frozen) 0.5
     frozen: list[Any] = []
@@ -460,9 +460,9 @@ def test_the_latest_epoch_within_the_validation_noise_of_the_best_is_chosen(
 ) -> None:
     """Epoch 2 scores best, epochs 3-4 lower by less than one standard error of
     the inner validation split: epoch 4 (trained longest) is chosen; an epoch
-    clearly below the best is not."""
+    clearly below the best is not; nor one before the minimum of epochs."""
     texts, labels = data
-    recipe = tc.Recipe("r", 2, 4, encoder_learning_rate=1e-3, min_epochs=4, patience=5)
+    recipe = tc.Recipe("r", 2, 4, encoder_learning_rate=1e-3, min_epochs=2, patience=5)
     monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
 
     def run_with(scores: list[float]) -> dict[str, Any]:
@@ -484,3 +484,6 @@ def test_the_latest_epoch_within_the_validation_noise_of_the_best_is_chosen(
     assert (within["best_epoch"], within["validation_macro_f1"]) == (4, 0.86)
     clear = run_with([0.80, 0.90, 0.88, 0.70])
     assert (clear["best_epoch"], clear["validation_macro_f1"]) == (3, 0.88)
+    # Epoch 1, before the minimum of 2, scores best: not a candidate once later epochs ran.
+    early = run_with([0.95, 0.80, 0.82, 0.84])
+    assert (early["best_epoch"], early["validation_macro_f1"]) == (4, 0.84)
