@@ -64,12 +64,18 @@ def main() -> None:
         RegisteredModel.objects.update(visibility="internal")
         catalog_changed()
     slugs = list(RegisteredModel.objects.order_by("id").values_list("slug", flat=True)[: args.count])
-    words = ["sentiment", "fraud", "ticket", "defect", "churn", "spam", "topic", "crop"]
+    from bench.mlflow_compare import WORDS, cold_words
+
+    words = WORDS
+    texts = RegisteredModel.objects.order_by("id").values_list("name", "summary", "search_document")[: args.count]
+    # A word used by no other request of this run (cf. mlflow_compare's cold row).
+    fresh = cold_words([t for row in texts for t in row], args.repeat)
 
     def shapes(i: int) -> dict[str, tuple[str, dict[str, Any]]]:
         word = words[i % len(words)]
         return {
             "text": ("/api/v1/models/", {"q": word, "page_size": 100}),
+            "cold text": ("/api/v1/models/", {"q": fresh[max(i - 16, 0)], "page_size": 100}),
             "tree": ("/api/v1/models/", {"domain": "business", "page_size": 100}),
             "two+text": ("/api/v1/models/", {"q": word, "domain": "business", "modality": "text", "page_size": 100}),
             "list": ("/api/v1/models/", {"page_size": 100}),
@@ -77,9 +83,10 @@ def main() -> None:
         }
 
     client = Client(HTTP_ACCEPT="application/json")
-    for i in range(16):  # warm: index, encoder, query vectors
-        for path, params in shapes(i).values():
-            assert client.get(path, params).status_code == 200
+    for i in range(16):  # warm: index, encoder, query vectors (not the cold row's words)
+        for shape, (path, params) in shapes(i).items():
+            if shape != "cold text":
+                assert client.get(path, params).status_code == 200
     for shape in shapes(0):
         times = []
         profiler = cProfile.Profile() if args.profile in (shape, "all") else None
@@ -98,7 +105,40 @@ def main() -> None:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
             print(out.getvalue())
+    cold_parts(fresh[: args.repeat])
     print(f"load average: {os.getloadavg()[0]:.2f}")
+
+
+def cold_parts(used: list[str]) -> None:
+    """What a word not seen before costs, part by part, on words no request
+    has used (prefixes of the cold row's words, with 'x' appended: new to the
+    keyword memo and the query-vector cache alike)."""
+    import numpy as np
+
+    from catalog.selectors.facet_index import facet_index
+    from catalog.selectors.search import _semantic, _text_matches
+    from discovery.selectors import _cached_query_vector, query_vector
+
+    index = facet_index()
+    everything = np.ones(len(index.ids), dtype=bool)
+    parts: dict[str, list[float]] = {"keyword query (PostgreSQL)": [], "query encoding": [], "semantic scan": []}
+    for word in used:
+        q = word + "s"
+        t0 = time.perf_counter()
+        _text_matches(q, index.ids, index)
+        t1 = time.perf_counter()
+        assert index.vectors is not None
+        vector = query_vector(index.vectors, q)
+        t2 = time.perf_counter()
+        if vector is not None:
+            _semantic(index, vector, everything)
+        t3 = time.perf_counter()
+        parts["keyword query (PostgreSQL)"].append((t1 - t0) * 1000)
+        parts["query encoding"].append((t2 - t1) * 1000)
+        parts["semantic scan"].append((t3 - t2) * 1000)
+    print(f"cold parts over {len(used)} new words (query-vector cache {_cached_query_vector.cache_info().currsize}):")
+    for name, values in parts.items():
+        print(f"  {name:28s} p50 {statistics.median(values):6.2f} ms  max {max(values):6.2f}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,23 @@ the same query shapes, one keep-alive client, requests interleaved in chunks.
 Shapes, both sides returning pages of 100 (name contains ↔ ``q``; a tree
 filter ↔ a ``LIKE 'path%'`` tag filter): name/text contains, one tree/tag
 filter, two filters + text, list page of 100, get one model.
+
+The text shapes cycle through 8 fixed words, and ours keeps a word's keyword
+matches and semantic neighbours per catalogue generation (and its query
+vector per process): after the warm-up they are memo hits. The row "name/text
+contains, words not seen before" sends each request a word used nowhere else
+in the run (not in the warm-up, not by another row), the same word on both
+sides, drawn from the catalogue's own vocabulary (the entries' names,
+summaries and search documents; when those run out, prefixes of them, which
+both sides match as substrings / prefix terms): every request pays the
+keyword query, the query encoding and the semantic scan.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +47,30 @@ sys.path.insert(0, str(ROOT))
 VENV = ROOT / "var" / "bench" / "mlflow-venv"
 MLFLOW_DB = ROOT / "var" / "bench" / "mlflow.db"
 WORDS = ["sentiment", "fraud", "ticket", "defect", "churn", "spam", "topic", "crop"]
+COLD = "name/text contains, words not seen before"
+
+
+def cold_words(texts: Sequence[str], need: int, seed: int = 11) -> list[str]:
+    """``need`` distinct queries from the catalogue's own words (≥ 4 letters,
+    not one of WORDS nor a prefix of one), shuffled; prefixes (≥ 4 letters) of
+    those words are added only when the whole words run out."""
+    import random
+
+    vocabulary = sorted({w for text in texts for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4})
+    fresh = [w for w in vocabulary if not any(known.startswith(w) or w.startswith(known) for known in WORDS)]
+    rng = random.Random(seed)
+    rng.shuffle(fresh)
+    words = list(fresh)
+    if len(words) < need:
+        taken = set(words)
+        prefixes = sorted({w[:n] for w in fresh for n in range(4, len(w))} - taken)
+        prefixes = [w for w in prefixes if not any(known.startswith(w) for known in WORDS)]
+        rng.shuffle(prefixes)
+        words += prefixes[: need - len(words)]
+    print(f"cold text row: {min(len(fresh), need)} whole words of the catalogue, {max(need - len(fresh), 0)} prefixes")
+    if len(words) < need:
+        raise RuntimeError(f"only {len(words)} fresh words in the catalogue's vocabulary, {need} needed")
+    return words[:need]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -214,15 +249,29 @@ def main() -> None:
             raise RuntimeError("MLflow's registry lacks the entries (fill failed?)")
         names = [e[1] for e in entries]
         slugs = [e[0] for e in entries]
+        documents = RegisteredModel.objects.order_by("id").values_list("search_document", flat=True)[: args.count]
+        fresh = cold_words(names + [e[2] for e in entries] + list(documents), args.rounds * args.chunk)
 
-        def shapes(i: int) -> dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]]:
+        def shapes(
+            i: int, cold: bool = True
+        ) -> dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]]:
             word = WORDS[i % len(WORDS)]
             j = (i * 7919) % len(entries)
-            return {
+            first = {
                 "name/text contains": (
                     (ours_base, {"q": word, "page_size": 100}),
                     (ml_base + "search", {"filter": f"name LIKE '%{word}%'", "max_results": 100}),
                 ),
+            }
+            if cold:
+                # Never in the warm-up: the i-th timed request of this row, on either side.
+                new = fresh[i]
+                first[COLD] = (
+                    (ours_base, {"q": new, "page_size": 100}),
+                    (ml_base + "search", {"filter": f"name LIKE '%{new}%'", "max_results": 100}),
+                )
+            return {
+                **first,
                 "one tree/tag filter": (
                     (ours_base, {"domain": "business", "page_size": 100}),
                     (ml_base + "search", {"filter": "tags.domain LIKE 'business%'", "max_results": 100}),
@@ -255,13 +304,13 @@ def main() -> None:
         # connections at once.
         warmers = [requests.Session() for _ in range(3 * 4)]
         for i in range(16):
-            for (o_url, o_params), _ in shapes(i).values():
+            for (o_url, o_params), _ in shapes(i, cold=False).values():
                 for warmer in warmers:
                     warmer.get(o_url, params=o_params).raise_for_status()
         for warmer in warmers:
             warmer.close()
         for i in range(40):
-            for (o_url, o_params), (m_url, m_params) in shapes(i).values():
+            for (o_url, o_params), (m_url, m_params) in shapes(i, cold=False).values():
                 ours.get(o_url, params=o_params).raise_for_status()
                 ml.get(m_url, params=m_params).raise_for_status()
         # Each worker's first API answer of a generation starts building every
@@ -270,7 +319,7 @@ def main() -> None:
         # and the cores. Measure the steady state after it.
         time.sleep(args.settle)
         for i in range(16):  # the connections the settle closed
-            for (o_url, o_params), (m_url, m_params) in shapes(i).values():
+            for (o_url, o_params), (m_url, m_params) in shapes(i, cold=False).values():
                 ours.get(o_url, params=o_params).raise_for_status()
                 ml.get(m_url, params=m_params).raise_for_status()
         times: dict[tuple[str, str], list[float]] = {}

@@ -274,9 +274,13 @@ def _variant_data(v: Variant, doc: DetailDocument) -> dict[str, Any]:
     return data
 
 
-def _details_build(index: FacetIndex, model_ids: list[int]) -> dict[int, tuple[DetailDocument, dict[str, bytes]]]:
+def _details_build(
+    index: FacetIndex, model_ids: list[int], rows: dict[int, tuple[Encoded, str]] | None = None
+) -> dict[int, tuple[DetailDocument, dict[str, bytes]]]:
     """The documents of ``model_ids`` (absent models left out), each with the
-    download counters it was built with: four queries for any number."""
+    download counters it was built with: four queries for any number. With
+    ``rows``, each model's list row (``list_rows``' cache entry) is added to it
+    from the same rows, unless one is there already."""
     # The model rows come with their versions; models without versions are read alone.
     versions: dict[int, list[ModelVersion]] = {}
     for v in ModelVersion.objects.filter(registered_model_id__in=model_ids).select_related(
@@ -304,6 +308,11 @@ def _details_build(index: FacetIndex, model_ids: list[int]) -> dict[int, tuple[D
             variants.setdefault(variant.version_id, []).append(variant)
         for alias in Alias.objects.filter(registered_model_id__in=list(versions)):
             aliases.setdefault(alias.registered_model_id, []).append(alias)
+    if rows is not None:
+        for model_id, model in models.items():
+            if model_id not in rows:
+                latest = metrics.get(model.latest_version_id, []) if model.latest_version_id is not None else []
+                rows.setdefault(model_id, (Encoded.of(summary_data(index, model, latest)), model.slug))
     return {
         model_id: _detail_document(
             index, model, versions.get(model_id, []), metrics, variants, aliases.get(model_id, [])
@@ -437,6 +446,9 @@ def _prebuild(index: FacetIndex) -> None:
     from catalog.selectors.live_state import downloads_generation
 
     cache: dict[int, DetailDocument | None] = index.documents.setdefault("detail", {})
+    # The list rows come from the same queries: a search whose matches no
+    # earlier page showed (a word new to this generation) finds its rows ready.
+    rows: dict[int, tuple[Encoded, str]] = index.documents.setdefault("row", {})
     try:
         ids = [int(i) for i in index.ids]
         for start in range(0, len(ids), DETAIL_PREBUILD_CHUNK):
@@ -444,7 +456,7 @@ def _prebuild(index: FacetIndex) -> None:
                 return  # a newer generation: its own prebuild runs
             chunk = [i for i in ids[start : start + DETAIL_PREBUILD_CHUNK] if i not in cache]
             generation = downloads_generation()
-            for model_id, (doc, counts) in _details_build(index, chunk).items():
+            for model_id, (doc, counts) in _details_build(index, chunk, rows).items():
                 doc.counts, doc.counts_at = counts, generation
                 cache.setdefault(model_id, doc)  # a request may have built it meanwhile
         log.info("detail documents prebuilt: %d models", len(ids))

@@ -158,3 +158,19 @@ def test_a_detail_document_is_built_in_five_queries(catalogue: dict[str, Any], d
     # Then the token and the download counters only.
     with django_assert_num_queries(2):
         assert client.get(f"/api/v1/models/{catalogue['child'].slug}/").status_code == 200
+
+
+def test_rows_prebuilt_with_the_details_are_the_rows_a_page_builds(catalogue: dict[str, Any]) -> None:
+    from catalog.selectors.documents import _details_build, list_rows
+    from catalog.selectors.facet_index import facet_index
+
+    index = facet_index()
+    ids = [int(i) for i in index.ids]
+    assert any(m.latest_version_id is not None for m in RegisteredModel.objects.all())
+    built = list_rows(index, ids, "http://testserver")  # missing rows loaded on demand
+    prebuilt: dict[int, Any] = {}
+    _details_build(index, ids, prebuilt)
+    assert set(prebuilt) == set(ids)
+    index.documents["row"] = prebuilt
+    index.documents.pop("row_bytes", None)
+    assert list_rows(index, ids, "http://testserver") == built
