@@ -322,7 +322,12 @@ def test_a_fine_tune_that_matches_epoch_0_on_validation_is_kept(
     result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "k", tc.FitParams.from_dict({"seed": 3}))
     [trial] = result.trials
     check = trial["baseline_check"]
-    assert (check["rows_only_baseline_right"], check["rows_only_fine_tune_right"]) == (0, 1)
+    n = result.inner_validation_rows
+    assert (check["rows_only_baseline_right"], check["rows_only_fine_tune_right"]) == (
+        0,
+        round(0.95 * n) - round(0.9 * n),
+    )
+    assert check["rows_only_fine_tune_right"] >= 1
     assert check["baseline_kept"] is False
     assert trial["best_epoch"] == 4  # every fine-tuned epoch ties: the latest before early stopping
     assert result.params["unfreeze_layers"] == 2
