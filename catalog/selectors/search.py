@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,6 +311,30 @@ def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.nda
     return ranked[mask[ranked]][:SEMANTIC_TOP]
 
 
+# A word new to this generation costs a keyword query (a PostgreSQL round
+# trip) and, if new to this process, an encoding (onnxruntime): both release
+# the GIL, so the encoding runs in a thread while the query waits.
+_encoders: tuple[int, ThreadPoolExecutor] | None = None
+_encoders_lock = threading.Lock()
+
+
+def _encode_ahead(index: FacetIndex, q: str) -> Future[Any] | None:
+    """Start encoding ``q`` beside the keyword query it is about to need (None:
+    no query will be sent, or nothing to encode)."""
+    global _encoders
+    terms = _terms(q)
+    vectors = index.vectors
+    if not terms or vectors is None or " ".join(terms) in index.documents.get("keyword", {}):
+        return None
+    from discovery.selectors import query_vector
+
+    with _encoders_lock:
+        if _encoders is None or _encoders[0] != os.getpid():  # threads do not survive a fork
+            _encoders = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="query-encode"))
+        pool = _encoders[1]
+    return pool.submit(query_vector, vectors, q)
+
+
 def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:
     """The same rule as ``visibility_q``: internal, or the user's own teams."""
     if user is not None and user.is_authenticated and user.is_superuser:
@@ -388,7 +415,10 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     if variants is not None:
         mask &= variants
     rank = np.zeros(len(index.ids), dtype=np.float64)
+    ahead = _encode_ahead(index, p.q)
     text = _text_matches(p.q, index.ids[mask], index)
+    if ahead is not None:
+        ahead.result()  # the vector is now in query_vector's cache (None or an error: keyword only, as before)
     if text is not None:
         rank, hit = _hybrid(index, p.q, mask, text)
         mask &= hit

@@ -87,3 +87,31 @@ def test_keyword_matches_restricted_to_candidates_are_the_whole_answer_inside_th
     assert inside(restricted) == inside(whole)
     kept = "fraud" in index.documents.get("keyword", {})
     assert kept == (connection.vendor != "postgresql" or len(wanted) >= len(index.ids) // 4)
+
+
+def test_a_new_word_is_encoded_beside_its_keyword_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import discovery.selectors
+    from catalog.selectors.search import _encode_ahead
+
+    calls: list[tuple[str, str]] = []
+
+    def fake_query_vector(index: Any, q: str) -> np.ndarray:
+        calls.append((q, threading.current_thread().name))
+        return np.ones(DIM, dtype=np.float32)
+
+    monkeypatch.setattr(discovery.selectors, "query_vector", fake_query_vector)
+    vectors = _vectors(50, 0, np.random.default_rng(0), np.ones(DIM, dtype=np.float32) / np.sqrt(DIM))
+    index: Any = SimpleNamespace(vectors=vectors, documents={})
+    ahead = _encode_ahead(index, "Tumour scans")
+    assert ahead is not None
+    assert np.array_equal(ahead.result(), np.ones(DIM, dtype=np.float32))
+    assert calls == [("Tumour scans", calls[0][1])]
+    assert calls[0][1].startswith("query-encode")
+    # A word whose keyword answer is kept sends no query: nothing to overlap.
+    index.documents["keyword"] = {"tumour scans": (np.zeros(0), np.zeros(0))}
+    assert _encode_ahead(index, "tumour  SCANS") is None
+    assert _encode_ahead(SimpleNamespace(vectors=None, documents={}), "tumour") is None  # type: ignore[arg-type]
+    assert _encode_ahead(index, "!!") is None
+    assert len(calls) == 1
