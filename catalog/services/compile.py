@@ -82,7 +82,15 @@ def _base_variants(version: ModelVersion, dest: Path) -> Any:
     weights = [f for f in parent.files if f.get("name") == "model.safetensors"]
     if not bundles or not weights:
         return None
-    artifact_materialize(weights + [{"name": f"{name}.tar", "sha256": sha} for name, sha in bundles], dest)
+    try:
+        artifact_materialize(weights + [{"name": f"{name}.tar", "sha256": sha} for name, sha in bundles], dest)
+    except Exception:  # noqa: BLE001 - inheriting is an optimisation: without the base's files, the usual search
+        log.exception(
+            "could not read the int8 bundles of %s v%s; planning from scratch",
+            parent.registered_model.slug,
+            parent.version,
+        )
+        return None
     return BaseVariants(
         label=f"{parent.registered_model.slug} v{parent.version}",
         model_dir=dest,

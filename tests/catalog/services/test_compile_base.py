@@ -45,3 +45,23 @@ def test_a_compile_gets_the_base_encoder_and_its_served_int8_bundles(
     assert set(base.bundles) == {"onnx-int8"}  # served int8 only
     assert base.bundles["onnx-int8"].read_bytes() == bundle.read_bytes()
     assert C.encoder_digest(base.model_dir) == C.encoder_digest(tiny_bert_dir)
+
+
+@pytest.mark.django_db
+def test_a_base_whose_bundle_is_gone_leaves_the_compile_to_plan_from_scratch(tiny_encoder: Any, tmp_path: Path) -> None:
+    """Inheriting is an optimisation: a served int8 bundle missing from the store
+    (deleted, or a lost chunk) gives no base, not a failed compile."""
+    from catalog.models import Variant, VariantStatus
+
+    Variant.objects.create(
+        version=tiny_encoder,
+        hardware="cpu",
+        format="onnx",
+        runtime="onnxruntime",
+        name="onnx-int8",
+        precision="int8",
+        status=VariantStatus.SERVED,
+        sha256="0" * 64,  # nothing stored under this digest
+    )
+    child: Any = SimpleNamespace(base_version=tiny_encoder)
+    assert compile_service._base_variants(child, tmp_path / "base") is None
