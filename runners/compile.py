@@ -113,22 +113,31 @@ INT8_MIN_TOP1 = 0.99
 INT8_MAX_PRECISION_DROP = 0.01
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """This machine's CPU model name and flags from ``/proc/cpuinfo`` (empty
+    when it cannot be read). No torch: the web process uses it too."""
+    cpu, flags = "", frozenset[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = frozenset(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return cpu, flags
+
+
 @functools.lru_cache(maxsize=4)
 def hardware_fingerprint(provider: str = "CPUExecutionProvider") -> dict[str, Any]:
     """CPU model, cores, ISA flags, GPU name, onnxruntime version and provider
     (read once per process and provider: the machine does not change)."""
     import onnxruntime as ort
 
-    cpu, flags = platform.processor() or "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu, flags = cpu_info()
+    cpu = cpu or platform.processor() or ""
     gpu = None
     try:
         import torch

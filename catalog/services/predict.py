@@ -125,29 +125,14 @@ MANIFEST_FILE = "manifest.json"
 GRAPH_OPTIMIZATION_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 
 
-def _cpu_here() -> tuple[str, set[str]]:
-    """This machine's CPU model name and flags (``/proc/cpuinfo``), read as
-    ``runners.compile.hardware_fingerprint`` reads them — without its torch
-    import (no torch in the web process)."""
-    cpu, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return cpu, flags
-
-
 def same_hardware(measured_on: Any) -> bool:
     """Whether a manifest's ``measured_on`` fingerprint is this kind of machine:
     the same CPU model and core count, and every ISA extension it names here."""
     if not isinstance(measured_on, dict) or not measured_on.get("cpu"):
         return False
-    cpu, flags = _cpu_here()
+    from runners.compile import cpu_info
+
+    cpu, flags = cpu_info()
     isa = measured_on.get("isa") or []
     return (
         measured_on.get("cpu") == cpu
