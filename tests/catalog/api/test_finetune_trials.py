@@ -5,7 +5,6 @@ the OpenAPI schema describes them."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
@@ -13,23 +12,15 @@ from rest_framework.test import APIClient
 
 from catalog.models import FineTuneJob, JobStatus, ModelVersion
 from catalog.services.finetune import finetune_execute
-from catalog.services.tokens import api_token_create
+from tests.catalog.api.test_finetune_api import alice, upload
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def alice(make_team: Any, make_user: Any) -> APIClient:
-    user = make_user("alice", make_team("Team A"))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user, name='test')}")
-    return client
+__all__ = ["alice"]  # the fine-tune API tests' token client, used as a fixture here
 
 
 def _dataset(client: APIClient, data: bytes) -> int:
-    f = io.BytesIO(data)
-    f.name = "tickets.csv"
-    response = client.post("/api/v1/datasets/", {"file": f}, format="multipart")
+    response = upload(client, data)
     assert response.status_code == 201, response.content
     return int(response.json()["id"])
 
