@@ -17,7 +17,8 @@ held-out sentences at their own lengths (batch 1 one sentence at a time; batch
 32 sorted by length, each batch padded to its longest).
 
 The served int8 variant is the one ``variant_resolve`` would pick: the served
-int8 variant with the lowest recorded batch-1 p95. Targets (issue 10): >= 3x
+int8 variant with the lowest geometric mean of the batch-1 and batch-32 p50
+its compile recorded (``runners.compile.speed_score``). Targets (issue 10): >= 3x
 torch eager at batch 1, >= 2.5x at batch 32, top-1 agreement >= 99% on >= 1,000
 held-out sentences, on every seed. The script exits 1 when a seed misses one.
 
@@ -214,9 +215,14 @@ def bench_seed(seed: int, args: argparse.Namespace, train: list[tuple[str, str]]
     torch.set_num_threads(default_threads)
     load_end = os.getloadavg()
 
+    # The catalogue's rule (``variant_resolve``): the lowest geometric mean of
+    # the compile's recorded batch-1 and batch-32 p50 (``C.speed_score``).
     served_int8 = sorted(
         (r for r in results if r.status == "served" and r.spec.precision == "int8"),
-        key=lambda r: next((lat.p95_ms for lat in r.latency if lat.batch == 1 and lat.lengths == "fixed"), 1e9),
+        key=lambda r: (
+            C.speed_score({C.latency_key(lat): {"p50_ms": lat.p50_ms} for lat in r.latency}) or float("inf"),
+            r.spec.name,
+        ),
     )
     header = f"{'variant':22s} {'status':9s} {'size MB':>8s} {'top-1':>8s} {'flips':>9s}"
     for shape in shapes:

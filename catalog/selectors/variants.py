@@ -44,7 +44,14 @@ def variant_resolve(
     max_p95_ms: float | None = None,
     format: str = "",
 ) -> Resolution:
-    """The fastest served variant (batch-1 p95) meeting every bound, or why none does."""
+    """The fastest served variant meeting every bound, or why none does.
+
+    Fastest: the lowest geometric mean of the recorded p50 at batch 1 and
+    batch 32 (``runners.compile.speed_score``, figures measured interleaved in
+    one compile); a variant without both figures ranks after those with them,
+    by its batch-1 p95."""
+    from runners.compile import speed_score
+
     picked, why = version_pick(model=model, alias=alias, version=version)
     if picked is None:
         return Resolution(None, None, reason=why)
@@ -88,7 +95,14 @@ def variant_resolve(
         if not picked.variants.exists():
             reason = f"{model.slug} v{picked.version} has no compiled variant yet"
         return Resolution(picked, None, excluded, reason)
-    return Resolution(picked, candidates[0], excluded)
+
+    def rank(v: Variant) -> tuple[bool, float, str]:
+        score = speed_score(v.latency if isinstance(v.latency, dict) else None)
+        if score is not None:
+            return False, score, v.name
+        return True, v.latency_p95_ms if v.latency_p95_ms is not None else float("inf"), v.name
+
+    return Resolution(picked, min(candidates, key=rank), excluded)
 
 
 def latency_chart(variants: list[Variant], width: int = 520, bar: int = 11) -> dict[str, Any]:

@@ -219,3 +219,17 @@ def test_fp16_conversion_halves_the_weights_and_keeps_float32_io(
     assert all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert (tmp_path / "fp16.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size * 0.6
+
+
+def test_speed_score_is_the_geometric_mean_of_batch_1_and_batch_32() -> None:
+    lat = [
+        C.Latency(batch=1, sequence_length=64, p50_ms=4.0, p95_ms=9.0, runs=30),
+        C.Latency(batch=32, sequence_length=64, p50_ms=100.0, p95_ms=120.0, runs=10),
+        C.Latency(batch=1, sequence_length=11, p50_ms=1.0, p95_ms=2.0, runs=30, lengths="real"),
+    ]
+    recorded = {C.latency_key(x): {"p50_ms": x.p50_ms, "p95_ms": x.p95_ms} for x in lat}
+    assert set(recorded) == {"1", "32", "1-real"}
+    assert C.speed_score(recorded) == pytest.approx(20.0)  # sqrt(4 * 100): p50s of the padded shapes only
+    assert C.speed_score({"1": recorded["1"]}) is None
+    assert C.speed_score({"1": {"p50_ms": 0.0}, "32": {"p50_ms": 3.0}}) is None
+    assert C.speed_score(None) is None

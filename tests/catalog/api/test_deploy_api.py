@@ -61,6 +61,36 @@ def test_resolve_picks_the_fastest_variant_within_bounds(served: Any) -> None:
     )
 
 
+def test_resolve_ranks_by_batch_1_and_batch_32_not_by_one_batch_1_p95(served: Any) -> None:
+    """The lowest batch-1 p95 alone is not the pick: the geometric mean of the
+    recorded batch-1 and batch-32 p50 is (a variant lacking one ranks last)."""
+    model, variants = served
+    version = model.latest_version
+    for name, p95, b1, b32 in (
+        ("onnx-int8-lucky-p95", 2.0, 3.0, 200.0),  # best batch-1 p95, slowest at batch 32: sqrt(3 * 200) = 24.5
+        ("onnx-int8-even", 3.5, 3.2, 50.0),  # sqrt(3.2 * 50) = 12.6; onnx-int8: sqrt(5 * 48) = 15.5
+    ):
+        Variant.objects.create(
+            version=version,
+            name=name,
+            format="onnx",
+            precision="int8",
+            runtime="onnxruntime",
+            hardware="cpu",
+            status=VariantStatus.SERVED,
+            sha256=variants["onnx-int8"].sha256,
+            size=variants["onnx-int8"].size,
+            latency_p50_ms=b1,
+            latency_p95_ms=p95,
+            latency={"1": {"p50_ms": b1, "p95_ms": p95}, "32": {"p50_ms": b32, "p95_ms": b32 * 1.1}},
+        )
+    # onnx-int8-optimized: p95 4, p50 3.33 / 32.0 -> 10.3, still the fastest.
+    c = APIClient()
+    assert c.get("/api/v1/models/router/resolve", {"precision": "int8"}).json()["name"] == "onnx-int8-optimized"
+    Variant.objects.filter(name="onnx-int8-optimized").update(latency={"1": {"p50_ms": 3.3, "p95_ms": 4.0}})
+    assert c.get("/api/v1/models/router/resolve", {"precision": "int8"}).json()["name"] == "onnx-int8-even"
+
+
 def test_resolve_explains_a_404(served: Any) -> None:
     response = APIClient().get(
         "/api/v1/models/router/resolve", {"precision": "int8", "max_p95_ms": 3, "runtime": "onnxruntime"}
