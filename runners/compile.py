@@ -955,18 +955,21 @@ def choose_threads(
     path: Path,
     workloads: dict[str, list[dict[str, np.ndarray]]],
     options: dict[str, Any],
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """``options`` with the intra-op thread count this variant runs fastest
     with here, measured: one thread and ``options``' own count, each workload
     (a list of inputs, run one after another) timed in rounds that visit both
-    counts in turn (load from other processes falls on both alike); the count
-    with the lower geometric mean over the workloads of the median pass time
-    wins (ties: more threads). On cores shared with other work, waking a
-    second thread for every parallel section can cost more than it brings
-    (measured here at load 3-5: int8 at padded length 64 up to 25% faster on
-    one thread; which count wins varies with the input shapes). What
-    was measured is recorded under ``threads_measured`` (ms per pass)."""
+    counts in turn, the order alternating from round to round. Per workload
+    the median over rounds of the paired ratio (more threads / one thread,
+    timed in the same round: a change of load between rounds falls on both
+    sides of a ratio); more threads win when the geometric mean of those
+    medians over the workloads is below 1 (ties: more threads). On cores shared
+    with other work, waking a second thread for every parallel section can
+    cost more than it brings (measured here at load 3-5: int8 at padded length
+    64 up to 25% faster on one thread; which count wins varies with the input
+    shapes and the load). What was measured is recorded under
+    ``threads_measured`` (median ms per pass, and the ratios)."""
     threads = int(options["intra_op_num_threads"])
     if threads <= 1 or not workloads:
         return options
@@ -975,21 +978,23 @@ def choose_threads(
     times: dict[tuple[int, str], list[float]] = {(t, w): [] for t in candidates for w in workloads}
     for t in candidates:
         sessions[t].run(None, next(iter(workloads.values()))[0])
-    for _ in range(rounds):
-        for t in candidates:
+    for r in range(rounds):
+        for t in candidates if r % 2 == 0 else candidates[::-1]:
             for w, feeds in workloads.items():
                 started = time.perf_counter()
                 for feed in feeds:
                     sessions[t].run(None, feed)
                 times[(t, w)].append((time.perf_counter() - started) * 1000)
     p50 = {key: float(np.median(v)) for key, v in times.items()}
-    score = {t: float(np.exp(np.mean([np.log(p50[(t, w)]) for w in workloads]))) for t in candidates}
-    best = min(candidates, key=lambda t: (score[t], -t))
-    return {
-        **options,
-        "intra_op_num_threads": best,
-        "threads_measured": {str(t): {w: round(p50[(t, w)], 2) for w in workloads} for t in candidates},
+    ratio = {
+        w: float(np.median(np.array(times[(threads, w)]) / np.maximum(np.array(times[(1, w)]), 1e-9)))
+        for w in workloads
     }
+    score = float(np.exp(np.mean(np.log(list(ratio.values())))))
+    best = threads if score <= 1.0 else 1
+    measured: dict[str, Any] = {str(t): {w: round(p50[(t, w)], 2) for w in workloads} for t in candidates}
+    measured["ratio"] = {w: round(v, 3) for w, v in ratio.items()}
+    return {**options, "intra_op_num_threads": best, "threads_measured": measured}
 
 
 def thread_workloads(

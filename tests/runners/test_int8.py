@@ -248,8 +248,9 @@ def test_choose_threads_keeps_the_faster_thread_count_and_says_what_it_measured(
     assert {w: len(f) for w, f in workloads.items()} == {"b1": 6, "b32": 2}
     chosen = C.choose_threads(tmp_path / "g.onnx", workloads, options, rounds=1)
     assert chosen["intra_op_num_threads"] == 1
-    assert set(chosen["threads_measured"]) == {"1", "2"}
+    assert set(chosen["threads_measured"]) == {"1", "2", "ratio"}
     assert chosen["threads_measured"]["2"]["b1"] > chosen["threads_measured"]["1"]["b1"]
+    assert chosen["threads_measured"]["ratio"]["b1"] == pytest.approx(4.0, rel=0.5)  # 2 threads / 1 thread
     assert {k: v for k, v in chosen.items() if k not in ("intra_op_num_threads", "threads_measured")} == {
         k: v for k, v in options.items() if k != "intra_op_num_threads"
     }
@@ -258,6 +259,46 @@ def test_choose_threads_keeps_the_faster_thread_count_and_says_what_it_measured(
         **options,
         "intra_op_num_threads": 1,
     }
+
+
+def test_choose_threads_pairs_the_counts_within_a_round(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The ratio is taken between the two counts' runs of the same round (load
+    that changes between rounds falls on both sides of it): two threads, 20%
+    faster in every round whatever the load, give a ratio of 0.8 and win."""
+    rng = np.random.default_rng(4)
+    _matmul_graph(tmp_path / "g.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
+    options = {**C.session_options(), "intra_op_num_threads": 2}
+    clock = {"now": 0.0, "calls": 0}
+    # Per round (both counts, 2 feeds each of the one workload): how slow the machine is.
+    load = [1.0, 1.0, 5.0, 5.0, 5.0]
+
+    class Loaded:
+        def __init__(self, threads: int) -> None:
+            self.threads = threads
+
+        def run(self, *args: Any) -> None:
+            r = min(clock["calls"] // 4, len(load) - 1)  # 4 timed runs per round (the warm-up is not counted)
+            clock["now"] += 0.001 * load[r] * (0.8 if self.threads == 2 else 1.0)
+
+    def tick() -> float:
+        return clock["now"]
+
+    def session(path: Path, options: dict[str, Any] | None = None, **_: Any) -> Loaded:
+        return Loaded(int((options or {})["intra_op_num_threads"]))
+
+    monkeypatch.setattr(C, "_session", session)
+    monkeypatch.setattr(C.time, "perf_counter", tick)
+    warm = Loaded.run
+
+    def counted(self: Loaded, *args: Any) -> None:
+        warm(self, *args)
+        clock["calls"] += 1
+
+    monkeypatch.setattr(Loaded, "run", counted)
+    clock["calls"] = -2  # the two warm-up runs
+    chosen = C.choose_threads(tmp_path / "g.onnx", {"b1": [{}, {}]}, options, rounds=5)
+    assert chosen["threads_measured"]["ratio"]["b1"] == pytest.approx(0.8)
+    assert chosen["intra_op_num_threads"] == 2
 
 
 def test_latencies_of_several_models_are_measured_on_the_same_inputs_interleaved(tmp_path: Path) -> None:
