@@ -116,6 +116,44 @@ class VectorIndex:
         with one_blas_thread():
             return self._search(candidates, allowed, vector, top, floor)
 
+    def ranking(self, vector: np.ndarray, head: int | None = None, floor: float = SEMANTIC_FLOOR) -> Ranking:
+        """The whole catalogue's order for ``vector`` (exact search only), its
+        best ``head`` (default RANK_HEAD) models sorted now (with any ties at the last one)."""
+        head = RANK_HEAD if head is None else head
+        n = len(self.ids)
+        assert n <= EXACT_MAX
+        present = self.present
+        count = int(np.count_nonzero(present))
+        if not count:
+            return Ranking(self, vector, np.zeros(0, dtype=np.int32), complete=True)
+        self._prepare()
+        assert self._dense is not None
+        assert self._xdense is not None
+        with one_blas_thread():
+            # The same scores as ``_search`` with every present model allowed
+            # (absent ones at -inf, below any floor).
+            if count < n // 2:
+                sims = np.full(n, -np.inf, dtype=np.float32)
+                sims[present] = self._dense[np.flatnonzero(present)] @ vector
+            else:
+                sims = self._dense @ vector
+                if count < n:
+                    sims[~present] = -np.inf
+            if len(self.xowner):
+                rows = np.flatnonzero(present[self.xowner])
+                _raise_to_best(sims, self.xowner[rows], self._xdense[rows] @ vector)
+        candidates = np.flatnonzero(sims >= floor)
+        cand_sims = sims[candidates]
+        complete = len(candidates) <= head
+        if not complete:
+            # Every model scoring at least the head-th best score: a prefix
+            # of the whole order (ties at that score all inside it).
+            cut = -np.partition(-cand_sims, head - 1)[head - 1]
+            best = cand_sims >= cut
+            candidates, cand_sims = candidates[best], cand_sims[best]
+        order = np.argsort(-cand_sims, kind="stable")
+        return Ranking(self, vector, candidates[order].astype(np.int32), complete=complete)
+
     def _search(
         self, candidates: np.ndarray, allowed: np.ndarray, vector: np.ndarray, top: int, floor: float
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +191,45 @@ class VectorIndex:
             candidates, cand_sims = candidates[keep], cand_sims[keep]
         order = np.argsort(-cand_sims, kind="stable")
         return candidates[order], cand_sims[order].astype(np.float32)
+
+
+# A question's whole-catalogue ranking (exact search only) sorts just its
+# best RANK_HEAD models at first: the rest are sorted only when a mask
+# leaves fewer than a request needs among them.
+RANK_HEAD = 1_024
+
+
+class Ranking:
+    """Every model whose best cosine with one question is ≥ ``floor``, best
+    first, ties to the lower position: what ``VectorIndex.search(vector,
+    mask, top=n)`` returns for a mask of every model. ``head`` is a prefix
+    of that order (all of it when ``complete``); ``first`` sorts the rest
+    only when a mask needs more than the prefix holds."""
+
+    def __init__(self, vectors: VectorIndex, vector: np.ndarray, head: np.ndarray, complete: bool) -> None:
+        self._vectors = vectors
+        self._vector = vector
+        # One attribute, replaced whole: a reader sees the prefix or the whole order.
+        self._state = (head, complete)
+
+    @property
+    def head(self) -> np.ndarray:
+        return self._state[0]
+
+    @property
+    def complete(self) -> bool:
+        return self._state[1]
+
+    def first(self, mask: np.ndarray, top: int) -> np.ndarray:
+        """The first ``top`` positions of the order inside ``mask``."""
+        head, complete = self._state
+        inside = head[mask[head]]
+        if len(inside) >= top or complete:
+            return inside[:top]
+        n = len(self._vectors.ids)
+        everything = self._vectors.search(self._vector, np.ones(n, dtype=bool), top=n)[0].astype(np.int32)
+        self._state = (everything, True)
+        return everything[mask[everything]][:top]
 
 
 def _raise_to_best(sims: np.ndarray, owners: np.ndarray, passage_sims: np.ndarray) -> None:

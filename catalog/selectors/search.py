@@ -294,21 +294,21 @@ SEMANTIC_MEMO_MAX = 128
 
 
 def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from discovery.selectors import EXACT_MAX, SEMANTIC_TOP
+    from discovery.selectors import EXACT_MAX, SEMANTIC_TOP, Ranking
 
     vectors = index.vectors
     assert vectors is not None
     if len(index.ids) > EXACT_MAX:
         return vectors.search(vector, mask)[0]
-    memo: dict[bytes, np.ndarray] = index.documents.setdefault("semantic", {})
+    memo: dict[bytes, Ranking] = index.documents.setdefault("semantic", {})
     key = vector.tobytes()
     ranked = memo.get(key)
     if ranked is None:
-        ranked = vectors.search(vector, np.ones(len(index.ids), dtype=bool), top=len(index.ids))[0].astype(np.int32)
+        ranked = vectors.ranking(vector)
         if len(memo) >= SEMANTIC_MEMO_MAX:
             memo.clear()
         memo[key] = ranked
-    return ranked[mask[ranked]][:SEMANTIC_TOP]
+    return ranked.first(mask, SEMANTIC_TOP)
 
 
 # A word new to this generation costs a keyword query (a PostgreSQL round

@@ -42,8 +42,17 @@ def _vectors(n: int, passages: int, rng: np.random.Generator, topic: np.ndarray)
     )
 
 
+@pytest.mark.parametrize("head", [None, 60, 8])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_semantic_neighbours_from_the_memo_are_the_masked_scan(seed: int) -> None:
+def test_semantic_neighbours_from_the_memo_are_the_masked_scan(
+    seed: int, head: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever part of the order the memo sorted first (the head; the rest
+    when a mask needs it), a mask's neighbours are the masked scan's."""
+    from discovery import selectors
+
+    if head is not None:
+        monkeypatch.setattr(selectors, "RANK_HEAD", head)
     rng = np.random.default_rng(seed)
     n = 3_000
     question = rng.normal(size=DIM).astype(np.float32)
@@ -59,6 +68,31 @@ def test_semantic_neighbours_from_the_memo_are_the_masked_scan(seed: int) -> Non
         if density == 1.0:
             assert len(got) == SEMANTIC_TOP  # the floor leaves more than the top to choose from
     assert len(index.documents["semantic"]) == 1  # one scan of the catalogue for every mask
+    (ranking,) = index.documents["semantic"].values()
+    if head == 8:
+        assert ranking.complete  # the masks needed more than the first 8: the rest was sorted
+
+
+def test_semantic_ranking_head_is_a_prefix_of_the_whole_order_with_ties() -> None:
+    """Scores tied at the head's last score all join the head, in position order."""
+    from discovery.selectors import SEMANTIC_FLOOR
+
+    rng = np.random.default_rng(5)
+    n = 400
+    question = np.zeros(DIM, dtype=np.float32)
+    question[0] = 1.0
+    vectors = _vectors(n, 0, rng, question)
+    vectors.present[:] = True
+    # Every fifth model gets the same vector: many exact ties.
+    vectors.q8[::5] = vectors.q8[0]
+    vectors.scale[::5] = vectors.scale[0]
+    whole = vectors.search(question, np.ones(n, dtype=bool), top=n)[0]
+    for head in (1, 7, 30, 79, 80, 81, 150):
+        ranking = vectors.ranking(question, head=head)
+        assert len(ranking.head) >= min(head, len(whole))
+        assert list(ranking.head) == list(whole[: len(ranking.head)])
+    assert ranking.complete or len(whole) > 150
+    assert (vectors.search(question, np.ones(n, dtype=bool), top=n)[1] >= SEMANTIC_FLOOR).all()
 
 
 @pytest.mark.django_db
