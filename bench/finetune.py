@@ -189,9 +189,12 @@ def default_vs_baseline(seeds: list[int], per_class: int, budget: float, recipe:
                 f"{t['name']}: {t['hyperparameters']['unfreeze_layers']} layers, encoder rate "
                 f"{t['hyperparameters']['encoder_learning_rate']:g} (layer decay {t['hyperparameters']['layer_decay']:g}), "
                 f"best epoch {t['best_epoch']} of {t['epochs_run']} run / {t['epochs_planned']} planned "
-                f"({t['stopped_by']}), val F1 {t['validation_macro_f1']:.3f}"
+                f"({t['stopped_by']}), val F1 {t['validation_macro_f1']:.3f}, val history "
+                + " ".join(f"{f:.3f}" for _, f in t["validation_history"])
+                + f", {t.get('rate_epochs', 0):.2f} epochs at the peak rate"
                 + (
-                    f", refit on {t['hyperparameters']['refit_rows']} rows for {t['best_epoch']} epochs"
+                    f", refit on {t['hyperparameters']['refit_rows']} rows for "
+                    f"{t['hyperparameters'].get('refit_epochs') or t['best_epoch']} epochs"
                     if t["hyperparameters"].get("refit_rows")
                     else ""
                 )

@@ -639,6 +639,57 @@ def baseline_check(f1_0: float, right_0: np.ndarray, f1: float, right: np.ndarra
     }
 
 
+def rate_factor(step: int, planned_steps: int, warmup: int) -> float:
+    """The share of the peak learning rate at ``step`` (from 0): linear warm-up
+    over ``warmup`` steps, then linear decay to zero at ``planned_steps``."""
+    planned = max(planned_steps, warmup + 1)
+    return min((step + 1) / warmup, max(0.0, (planned - step) / (planned - warmup)))
+
+
+def schedule_epochs(epochs: int, steps_per_epoch: int, warmup_share: float) -> float:
+    """The learning of a whole ``epochs``-epoch schedule (warm-up, decay to
+    zero at its end), in epochs at the peak rate: the sum of its steps' rate
+    factors over the steps of an epoch — about half its epochs."""
+    planned = steps_per_epoch * epochs
+    warmup = max(1, int(planned * warmup_share))
+    return sum(rate_factor(s, planned, warmup) for s in range(planned)) / max(steps_per_epoch, 1)
+
+
+def refit_epochs(chosen: int, rate_epochs: float, most: int, steps_per_epoch: int, warmup_share: float) -> int:
+    """How long the refit trains: the number of epochs, from ``chosen`` (the
+    epoch the inner validation split picked) to ``most``, whose own schedule —
+    its rate decaying to zero at its last epoch — does the learning the
+    selection run had done by the chosen epoch (``rate_epochs``: the sum of
+    its rate factors, in epochs at the peak rate); the closest, the longer on
+    a tie. The selection run is planned for more epochs than it may run, so
+    at an early-stopped epoch its rate has decayed only part of the way; a
+    refit of as many epochs that decays to zero would learn less than the
+    model the validation rows judged (4 epochs of an 8-epoch plan: 2.9 epochs
+    at the peak rate; a 4-epoch refit: 2.0, a 6-epoch one 3.0). The selection
+    run's learning never exceeds its whole plan's, so the refit never plans
+    more epochs than were planned (and timed) for it."""
+    candidates = range(chosen, max(chosen, most) + 1)
+    return min(candidates, key=lambda e: (abs(schedule_epochs(e, steps_per_epoch, warmup_share) - rate_epochs), -e))
+
+
+def refit_plan(
+    chosen: int,
+    rate_epochs: float,
+    planned: int,
+    steps_per_epoch: int,
+    warmup_share: float,
+    epoch_s: float,
+    time_left_s: float,
+) -> int:
+    """The refit's epochs (0: no refit): ``refit_epochs`` when the time left
+    holds that many epochs of ``epoch_s`` seconds, else as many as it holds,
+    but never fewer than ``chosen`` — with too little time for those, none."""
+    fits = int(time_left_s // max(epoch_s, 1e-9))
+    if fits < chosen:
+        return 0
+    return min(refit_epochs(chosen, rate_epochs, planned, steps_per_epoch, warmup_share), fits)
+
+
 class _Trainer:
     """One training run of a recipe: the top layers unfrozen, AdamW with
     discriminative rates that warm up over the first ``warmup_share`` of the
@@ -663,9 +714,11 @@ class _Trainer:
         warmup = max(1, int(self.steps_per_epoch * planned_epochs * recipe.warmup_share))
 
         def rate(s: int) -> float:
-            planned = max(self.steps_per_epoch * self.planned_epochs, warmup + 1)
-            return min((s + 1) / warmup, max(0.0, (planned - s) / (planned - warmup)))
+            return rate_factor(s, self.steps_per_epoch * self.planned_epochs, warmup)
 
+        self.rate = rate
+        # The learning done so far, in epochs at the peak rate: the sum of the rate factors of the steps taken.
+        self.rate_epochs = 0.0
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, rate)
         self.generator = torch.Generator().manual_seed(run.p.seed)
         self.lengths = np.array([len(ids) for ids in run.batches.encoded])
@@ -701,6 +754,7 @@ class _Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
             self.optimiser.step()
+            self.rate_epochs += self.rate(self.schedule.last_epoch) / self.steps_per_epoch
             self.schedule.step()
             step += 1
             value = float(loss.item())
@@ -768,6 +822,7 @@ def _train_recipe(
         state = {
             "encoder": {k: v.detach().clone() for k, v in run.encoder.state_dict().items()},
             "head": copy.deepcopy(run.head.state_dict()),
+            "rate_epochs": trainer.rate_epochs,
         }
         kept[epoch] = (val_f1, right, state)
         if epoch >= recipe.min_epochs:  # the epochs before the minimum are candidates only while no later one ran
@@ -813,6 +868,8 @@ def _train_recipe(
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
         "epochs_planned": trainer.planned_epochs,
+        # The learning done by the chosen epoch, in epochs at the peak rate (what the refit's length matches).
+        "rate_epochs": round(best_state["rate_epochs"], 3) if best_state is not None else 0.0,
         "stopped_by": stopped,
         "validation_history": history,
         "loss_history": _downsample(losses),
@@ -841,8 +898,13 @@ def _refit(
     at: the epoch count is the one chosen. Returns whether it finished before
     ``deadline`` (if not, the caller keeps the selection run's weights) and
     the losses."""
+    import torch
+
     run.encoder.load_state_dict(initial)
     _head_from_logistic(run.head, head_model)
+    # Its dropout drawn afresh from the run's seed: the model served depends on the data, the seed and the
+    # epochs chosen, not on how many random numbers the selection run happened to draw.
+    torch.manual_seed(run.p.seed)
     trainer = _Trainer(run, recipe, len(run.train_idx), planned_epochs)
     losses: list[tuple[int, float]] = []
     step = step_offset
@@ -942,16 +1004,26 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
         trial = trials[i]
         chosen = {k: trial["hyperparameters"][k] for k in RECIPE_KNOBS if k in trial["hyperparameters"]}
         chosen["epochs"] = trial["best_epoch"]
-        refitted, refit_losses = False, list[tuple[int, float]]()
+        refitted, refit_losses, epochs = False, list[tuple[int, float]](), 0
         if recipes[i].refit:
-            # Time it from the selection run's last training pass, scaled to every training row, with the margin.
-            needed = REFIT_MARGIN * state["train_s"] * n_train / n_fit * trial["best_epoch"]
-            if time.perf_counter() + needed <= deadline:
+            # As long as the selection run's learning by the chosen epoch (``refit_epochs``), or as much of it
+            # as the time left holds, never fewer epochs than chosen. Timed from the selection run's last
+            # training pass, scaled to every training row, with the margin.
+            epochs = refit_plan(
+                trial["best_epoch"],
+                state["rate_epochs"],
+                trial["epochs_planned"],
+                math.ceil(n_train / recipes[i].batch_size),
+                recipes[i].warmup_share,
+                REFIT_MARGIN * state["train_s"] * n_train / n_fit,
+                deadline - time.perf_counter(),
+            )
+            if epochs:
                 refitted, refit_losses = _refit(
                     run,
                     recipes[i],
-                    trial["best_epoch"],
-                    trial["best_epoch"],
+                    epochs,
+                    epochs,
                     initial,
                     baseline_model,
                     len(all_losses),
@@ -964,8 +1036,10 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
         # Recorded beside the recipe's knobs: whether the model served is the refit, on how many rows.
         trial["hyperparameters"]["refit"] = recipes[i].refit
         trial["hyperparameters"]["refit_rows"] = n_train if refitted else 0
+        trial["hyperparameters"]["refit_epochs"] = epochs if refitted else 0
         if refitted:
             chosen["refit_rows"] = n_train
+            chosen["epochs"] = epochs
             trial["loss_history"] = _downsample(trial_losses[i] + refit_losses)  # the selection run, then the refit
         else:
             run.encoder.load_state_dict(state["encoder"])

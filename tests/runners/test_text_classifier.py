@@ -386,9 +386,11 @@ def test_when_no_recipe_fits_the_budget_the_default_is_the_baseline_itself(
 def test_the_chosen_epochs_are_refit_on_every_training_row_from_the_start(
     tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Inner validation picks epoch 2 of 4; the served model is the same recipe
-    trained again from the base encoder and the baseline's head on all the
-    training rows (inner validation included) for exactly 2 epochs."""
+    """Inner validation picks epoch 2 of a 6-epoch plan (early stopping after
+    4); the served model is the same recipe trained again from the base
+    encoder and the baseline's head on all the training rows (inner
+    validation included) for the epochs that match the selection run's
+    learning by epoch 2 — 3, its own rate decaying to zero at the last."""
 
     from runners.splits import stratified_split
 
@@ -426,15 +428,18 @@ def test_the_chosen_epochs_are_refit_on_every_training_row_from_the_start(
     names = sorted(set(labels))
     y = np.array([names.index(label) for label in labels])
     train, held = stratified_split(y, 0.2, 2)
-    # 4 selection epochs on the fit part, then the refit: 2 epochs on every training row.
+    # 4 selection epochs on the fit part, then the refit: 3 epochs on every training row.
     assert [len(rows) for rows, _, _ in passes[:4]] == [train.size - result.inner_validation_rows] * 4
-    assert [(rows, epoch) for rows, epoch, _ in passes[4:]] == [(train.tolist(), 0), (train.tolist(), 1)]
+    assert [(rows, epoch) for rows, epoch, _ in passes[4:]] == [(train.tolist(), e) for e in range(3)]
+    # Epoch 2 of a 6-epoch plan: 1.5 epochs at the peak rate; a 3-epoch refit decayed to zero does as much.
+    assert trial["epochs_planned"] == 6
+    assert trial["rate_epochs"] == pytest.approx(1.5, abs=0.2)
     # Both runs start from the base encoder's weights.
     assert [rows for rows, _ in trainers] == [train.size - result.inner_validation_rows, train.size]
     assert trainers[0][1] == pytest.approx(trainers[1][1], rel=1e-12)
     assert trial["hyperparameters"]["refit"] is True
     assert trial["hyperparameters"]["refit_rows"] == train.size == result.params["refit_rows"]
-    assert result.params["epochs"] == 2
+    assert trial["hyperparameters"]["refit_epochs"] == 3 == result.params["epochs"]
     assert all(0 <= p.step <= p.total_steps for p in seen if p.phase == "train")
     # The refit starts from the baseline's head (fit on every training row), which predicts like the baseline.
     assert passes[4][2] != passes[0][2]
@@ -492,3 +497,35 @@ def test_the_latest_epoch_within_the_validation_noise_of_the_best_is_chosen(
     # Epoch 1, before the minimum of 2, scores best: not a candidate once later epochs ran.
     early = run_with([0.95, 0.80, 0.82, 0.84])
     assert (early["best_epoch"], early["validation_macro_f1"]) == (4, 0.84)
+
+
+def test_the_refit_matches_the_selection_runs_learning_by_the_chosen_epoch() -> None:
+    """An 8-epoch plan early-stopped at epoch 4 has done 2.9 epochs of learning
+    at the peak rate (its rate decayed only half-way): the refit, decaying to
+    zero at its own end, needs 6 epochs to do as much; a plan that ran to its
+    end is refit for as many epochs; never fewer than chosen, never more than planned."""
+    steps = 42  # selection steps per epoch
+
+    def learning(planned: int, chosen: int) -> float:
+        warmup = max(1, int(steps * planned * 0.1))
+        return sum(tc.rate_factor(s, steps * planned, warmup) for s in range(steps * chosen)) / steps
+
+    assert learning(8, 4) == pytest.approx(2.9, abs=0.05)
+    assert tc.schedule_epochs(6, 60, 0.1) == pytest.approx(3.0, abs=0.05)
+    assert tc.refit_epochs(4, learning(8, 4), 8, 60, 0.1) == 6
+    assert tc.refit_epochs(6, learning(7, 6), 7, 60, 0.1) == 7
+    for planned in range(4, 9):
+        assert tc.refit_epochs(planned, learning(planned, planned), planned, 60, 0.1) == planned
+        for chosen in range(1, planned + 1):
+            assert chosen <= tc.refit_epochs(chosen, learning(planned, chosen), planned, 60, 0.1) <= planned
+
+
+def test_the_longer_refit_is_honoured_when_the_time_left_holds_it_and_cut_when_not() -> None:
+    area = 2.9  # epoch 4 of an 8-epoch plan: 6 refit epochs match it
+    assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=100.0) == 6
+    # Time for 5 epochs only: 5, still more than chosen.
+    assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=55.0) == 5
+    # Time for exactly the chosen 4: those.
+    assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=45.0) == 4
+    # Not even the chosen epochs fit: no refit (the selection run's weights are served).
+    assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=35.0) == 0

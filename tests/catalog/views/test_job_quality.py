@@ -79,7 +79,10 @@ def test_a_default_fine_tune_shows_the_baseline_comparison_and_its_trial(
     assert re.search(r'<polyline points="[0-9., ]+" class="curve"/>', trials)
     # Which weights are served: the refit on every training row, or the selection run's.
     if trial["hyperparameters"].get("refit_rows"):
-        n, e = trial["hyperparameters"]["refit_rows"], trial["best_epoch"]
+        n, e = (
+            trial["hyperparameters"]["refit_rows"],
+            trial["hyperparameters"].get("refit_epochs") or trial["best_epoch"],
+        )
         assert f"refit on {n} training rows for {e} epoch" in trials
     else:
         assert "selection run" in trials
