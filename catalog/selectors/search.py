@@ -62,9 +62,17 @@ class SearchResult:
     # Card facets over the result set: (value, count), most common first.
     license_counts: list[tuple[str, int]] = field(default_factory=list)
     tag_counts: list[tuple[str, int]] = field(default_factory=list)
-    # Each tree's node ids of the matching models, and the selected path.
-    placed: dict[str, np.ndarray] = field(default_factory=dict)
+    # The selected path of each filtered tree.
     selected: dict[str, str] = field(default_factory=dict)
+    # Which models of the index match (by position), and what is counted over them.
+    mask: np.ndarray | None = None
+    facts: MaskFacts | None = None
+
+    @functools.cached_property
+    def placed(self) -> dict[str, np.ndarray]:
+        """Each tree's node ids of the matching models."""
+        positions = np.flatnonzero(self.mask) if self.mask is not None else np.zeros(0, dtype=np.int64)
+        return {kind: column[positions] for kind, column in _tree_columns(self.index).items()}
 
     @property
     def total(self) -> int:
@@ -86,7 +94,8 @@ class SearchResult:
     def tree_json(self, kind: str) -> bytes:
         """``[n.as_dict(prune=True) for n in self.facets[kind] if n.count]`` as JSON, without the nodes."""
         tree = facet_tree(self.index, kind)
-        return tree.json(tree.counts(self.placed[kind]))
+        counts = self.facts.trees[kind] if self.facts is not None else tree.counts(self.placed[kind])
+        return tree.json(counts)
 
     def rows(self, start: int = 0, stop: int | None = None) -> list[RegisteredModel]:
         """The models at ``[start:stop]`` of the result order, fully loaded."""
@@ -423,19 +432,10 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         rank, hit = _hybrid(index, p.q, mask, text)
         mask &= hit
 
-    positions = np.flatnonzero(mask)
-    placed = {kind: column[positions] for kind, column in columns.items()}
-    teams = index.teams
-    per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
-    team_counts = sorted(
-        ((teams[i].slug, teams[i].name, int(n)) for i, n in enumerate(per_team) if n and i in teams),
-        key=lambda t: (-t[2], t[0]),
-    )
-
-    license_counts, tag_counts = _card_counts(index, mask, positions)
-
+    facts = _mask_facts(index, mask)
     sort = p.sort if p.sort in SORTS else "relevance"
     if sort == "relevance" and text is not None:
+        positions = np.flatnonzero(mask)
         ids = index.ids[positions]
         precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
         ordered = ids[np.lexsort((-ids, -precision, -rank[positions]))]
@@ -449,12 +449,55 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
         user=user,
         ids=ordered,
         index=index,
-        team_counts=team_counts,
-        license_counts=license_counts,
-        tag_counts=tag_counts,
-        placed=placed,
+        team_counts=facts.team_counts,
+        license_counts=facts.license_counts,
+        tag_counts=facts.tag_counts,
         selected=selected,
+        mask=mask,
+        facts=facts,
     )
+
+
+def _tree_columns(index: FacetIndex) -> dict[str, np.ndarray]:
+    return {"modality": index.modality, "result": index.result, "domain": index.domain}
+
+
+# What is counted over a result set (teams, licences, tags, each tree's
+# rolled-up counts) depends on its set of models only: kept per generation
+# (on the facet index, dropped with it on any write) by the set's bitmap.
+# Every request still builds its own mask and order; equal masks (the same
+# filters and words for the same kind of viewer) share their counts.
+MASK_MEMO_MAX = 256
+
+
+@dataclass
+class MaskFacts:
+    team_counts: list[tuple[str, str, int]]
+    license_counts: list[tuple[str, int]]
+    tag_counts: list[tuple[str, int]]
+    trees: dict[str, np.ndarray]  # kind → ``FacetTree.counts`` of the set
+
+
+def _mask_facts(index: FacetIndex, mask: np.ndarray) -> MaskFacts:
+    memo: dict[bytes, MaskFacts] = index.documents.setdefault("mask_facts", {})
+    key = np.packbits(mask).tobytes()
+    facts = memo.get(key)
+    if facts is not None:
+        return facts
+    positions = np.flatnonzero(mask)
+    teams = index.teams
+    per_team = np.bincount(index.team[positions]) if len(positions) else np.zeros(0, dtype=np.int64)
+    team_counts = sorted(
+        ((teams[i].slug, teams[i].name, int(n)) for i, n in enumerate(per_team) if n and i in teams),
+        key=lambda t: (-t[2], t[0]),
+    )
+    license_counts, tag_counts = _card_counts(index, mask, positions)
+    trees = {kind: facet_tree(index, kind).counts(column[positions]) for kind, column in _tree_columns(index).items()}
+    facts = MaskFacts(team_counts, license_counts, tag_counts, trees)
+    if len(memo) >= MASK_MEMO_MAX:
+        memo.clear()
+    memo[key] = facts
+    return facts
 
 
 def _order(index: FacetIndex, sort: str) -> np.ndarray:

@@ -52,3 +52,20 @@ def test_result_order_is_the_sort_over_the_matches(catalogue: None, sort: str) -
         key = (-index.ids[pos], -index.created[pos])
     assert list(result.ids) == list(index.ids[pos][np.lexsort(key)])
     assert len(result.ids) == 2
+
+
+def test_equal_result_sets_share_their_counts_until_a_write(catalogue: None, make_model: Any) -> None:
+    """Counts are kept per generation by the result set: another order of the
+    same set reuses them, another set or a new generation counts again."""
+    first = model_search(user=AnonymousUser(), params=SearchParams(modality="image"))
+    again = model_search(user=AnonymousUser(), params=SearchParams(modality="image", sort="precision"))
+    assert again.facts is first.facts
+    other = model_search(user=AnonymousUser(), params=SearchParams(modality="tabular"))
+    assert other.facts is not first.facts
+    assert _facets_json(other) == json_bytes(_facets(other))
+    make_model("Pet photos", modality="image/photo/rgb", domain="science/biology/ebird")
+    after = model_search(user=AnonymousUser(), params=SearchParams(modality="image"))
+    assert after.facts is not first.facts
+    assert after.total == first.total + 1
+    assert _facets_json(after) == json_bytes(_facets(after))
+    assert {v["path"]: v["count"] for v in _facets(after)["domain"]}["science"] == 2
