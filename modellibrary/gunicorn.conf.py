@@ -21,7 +21,10 @@ _cpus = os.cpu_count() or 1
 bind = os.environ.get("WEB_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_WORKERS", max(2, min(_cpus, 8))))
 threads = int(os.environ.get("WEB_THREADS", 16))
-worker_class = "gthread"
+# gthread, with a keep-alive connection's next request read by the thread
+# that answered the previous one while the worker is otherwise idle
+# (modellibrary/web_worker.py; WEB_LINGER_MS=0 gives plain gthread).
+worker_class = "modellibrary.web_worker.LingerThreadWorker"
 # Keep-alive connections are cheap with gthread; clients that reuse them skip
 # a TCP handshake per request.
 keepalive = int(os.environ.get("WEB_KEEPALIVE_S", 5))
