@@ -192,9 +192,11 @@ def default_vs_baseline(seeds: list[int], per_class: int, budget: float, recipe:
                 f"({t['stopped_by']}), val F1 {t['validation_macro_f1']:.3f}, val history "
                 + " ".join(f"{f:.3f}" for _, f in t["validation_history"])
                 + f", {t.get('rate_epochs', 0):.2f} epochs at the peak rate"
+                + f", threads by epoch {t.get('threads')}"
                 + (
                     f", refit on {t['hyperparameters']['refit_rows']} rows for "
                     f"{t['hyperparameters'].get('refit_epochs') or t['best_epoch']} epochs"
+                    f" (threads {t.get('refit_threads')})"
                     if t["hyperparameters"].get("refit_rows")
                     else ""
                 )

@@ -192,7 +192,7 @@ class FitResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     recipe: str = "manual"
     inner_validation_rows: int = 0
-    threads: int = 0  # torch CPU threads it trained with (0: a GPU)
+    threads: int = 0  # torch CPU threads picked at the start (0: a GPU); picked again every epoch (trials)
 
     def comparison(self) -> dict[str, Any]:
         """The new model vs the frozen-embedding baseline on the held-out split (points = percentage points)."""
@@ -240,7 +240,7 @@ def encoder_layers(encoder: Any) -> list[Any]:
     return []
 
 
-def pick_threads(encoder: Any, inputs: dict[str, Any]) -> int:
+def pick_threads(encoder: Any, inputs: dict[str, Any], warm_up: bool = True) -> int:
     """The torch thread count that runs ``encoder`` on ``inputs`` fastest *now*,
     of all the cores, half of them and one; sets it and returns it (CPU only).
 
@@ -259,7 +259,8 @@ def pick_threads(encoder: Any, inputs: dict[str, Any]) -> int:
     encoder.eval()
     timings: dict[int, float] = {}
     with torch.no_grad():
-        encoder(**inputs)  # warm-up (allocations, first-call dispatch)
+        if warm_up:
+            encoder(**inputs)  # allocations, first-call dispatch
         for _ in range(2):  # interleaved, the best of two: the load moves while we measure
             for threads in candidates:
                 torch.set_num_threads(threads)
@@ -344,6 +345,18 @@ class _Run:
         self.baseline: dict[str, Any] = {}
         self.trials: list[dict[str, Any]] = []
         self.held_cached: Any = None  # held-out features when the encoder stayed frozen
+        self.thread_probe: dict[str, Any] | None = None  # inputs ``pick_threads`` times (CPU recipes only)
+        self.threads = 0
+        self.refit_threads: list[int] = []  # the refit's threads per epoch
+
+    def retime_threads(self) -> int:
+        """Pick the CPU thread count again (``pick_threads``), as the load moves: a count picked
+        at the start on a quiet machine can make every later epoch several times slower once
+        other jobs start (docs/BENCHMARKS.md: 2 threads picked at load 3, epochs at load 10).
+        Returns it (0: not on a CPU recipe)."""
+        if self.thread_probe is not None:
+            self.threads = pick_threads(self.encoder, self.thread_probe, warm_up=not self.threads)
+        return self.threads
 
     def check(self) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -722,6 +735,7 @@ class _Trainer:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, rate)
         self.generator = torch.Generator().manual_seed(run.p.seed)
         self.lengths = np.array([len(ids) for ids in run.batches.encoded])
+        self.threads: list[int] = []  # the CPU threads of each epoch, picked again before it
 
     def epoch(
         self,
@@ -737,6 +751,7 @@ class _Trainer:
         import torch
 
         run, recipe = self.run, self.recipe
+        self.threads.append(run.retime_threads())
         run.encoder.train()
         order = rows[torch.randperm(len(rows), generator=self.generator).numpy()]
         for batch in length_grouped(order, self.lengths, recipe.batch_size, self.generator):
@@ -872,6 +887,7 @@ def _train_recipe(
         "rate_epochs": round(best_state["rate_epochs"], 3) if best_state is not None else 0.0,
         "stopped_by": stopped,
         "validation_history": history,
+        "threads": trainer.threads,
         "loss_history": _downsample(losses),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -908,6 +924,7 @@ def _refit(
     trainer = _Trainer(run, recipe, len(run.train_idx), planned_epochs)
     losses: list[tuple[int, float]] = []
     step = step_offset
+    run.refit_threads = trainer.threads
     for epoch in range(epochs):
         step, complete = trainer.epoch(run.train_idx, epoch, step, total_steps, deadline, losses)
         if not complete:
@@ -1037,6 +1054,7 @@ def _fit_recipe(run: _Run) -> tuple[list[tuple[int, float]], list[dict[str, Any]
         trial["hyperparameters"]["refit"] = recipes[i].refit
         trial["hyperparameters"]["refit_rows"] = n_train if refitted else 0
         trial["hyperparameters"]["refit_epochs"] = epochs if refitted else 0
+        trial["refit_threads"] = run.refit_threads
         if refitted:
             chosen["refit_rows"] = n_train
             chosen["epochs"] = epochs
@@ -1218,8 +1236,10 @@ def fit(
         else:
             if run.dev == "cpu":
                 sample = run.train_idx[: min(len(run.train_idx), 32)]
-                threads = pick_threads(run.encoder, run.batches.collate(sample, run.dev))
+                run.thread_probe = run.batches.collate(sample, run.dev)
+                threads = run.retime_threads()
             losses, run.trials, chosen, inner_rows = _fit_recipe(run)
+            run.retime_threads()  # for scoring the held-out rows
         evaluation = _evaluate(run)
         files = _save(run, output_dir)
     finally:

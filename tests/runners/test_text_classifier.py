@@ -440,6 +440,9 @@ def test_the_chosen_epochs_are_refit_on_every_training_row_from_the_start(
     assert trial["hyperparameters"]["refit"] is True
     assert trial["hyperparameters"]["refit_rows"] == train.size == result.params["refit_rows"]
     assert trial["hyperparameters"]["refit_epochs"] == 3 == result.params["epochs"]
+    # The CPU threads are picked again before every epoch of both runs.
+    assert len(trial["threads"]) == 4
+    assert len(trial["refit_threads"]) == 3
     assert all(0 <= p.step <= p.total_steps for p in seen if p.phase == "train")
     # The refit starts from the baseline's head (fit on every training row), which predicts like the baseline.
     assert passes[4][2] != passes[0][2]
@@ -529,3 +532,40 @@ def test_the_longer_refit_is_honoured_when_the_time_left_holds_it_and_cut_when_n
     assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=45.0) == 4
     # Not even the chosen epochs fit: no refit (the selection run's weights are served).
     assert tc.refit_plan(4, area, 8, 60, 0.1, epoch_s=10.0, time_left_s=35.0) == 0
+
+
+def test_the_cpu_threads_are_picked_again_before_every_epoch(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load moves during a run: the thread count timed at the start is timed
+    again before each epoch (and before scoring), and each epoch runs with its own."""
+    import torch
+
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 3, encoder_learning_rate=1e-3, min_epochs=3, patience=5)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    picks = iter([2, 1, 2, 1, 2, 1, 2])
+    timed: list[bool] = []
+
+    def fake_pick(encoder: Any, inputs: dict[str, Any], warm_up: bool = True) -> int:
+        timed.append(warm_up)
+        threads = next(picks)
+        torch.set_num_threads(threads)
+        return threads
+
+    used: list[int] = []
+    real_step = torch.optim.AdamW.step
+
+    def spy_step(self: Any, *a: Any, **k: Any) -> Any:
+        used.append(torch.get_num_threads())
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(tc, "pick_threads", fake_pick)
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy_step)
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "t", tc.FitParams.from_dict({"seed": 2}), device="cpu")
+    [trial] = result.trials
+    # At the start (with a warm-up pass), then before each of the 3 epochs, then before scoring.
+    assert result.threads == 2
+    assert trial["threads"] == [1, 2, 1]
+    assert timed == [True, False, False, False, False]
+    assert set(used) == {1, 2}
