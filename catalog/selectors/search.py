@@ -8,7 +8,7 @@ import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import connection
@@ -18,6 +18,9 @@ from catalog.models import RegisteredModel
 from catalog.selectors.facet_index import FacetIndex, facet_index, name_key
 from catalog.selectors.taxonomy import FacetTree, TreeNode, UnknownTaxonomyNode, taxonomy_tree
 from catalog.selectors.visibility import visibility_q
+
+if TYPE_CHECKING:
+    from discovery.selectors import Ranking
 
 SORTS = ("relevance", "newest", "precision")
 # Columns a result list never shows; not loading them keeps a page cheap.
@@ -303,12 +306,19 @@ SEMANTIC_MEMO_MAX = 128
 
 
 def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from discovery.selectors import EXACT_MAX, SEMANTIC_TOP, Ranking
+    from discovery.selectors import EXACT_MAX, SEMANTIC_TOP
 
     vectors = index.vectors
     assert vectors is not None
     if len(index.ids) > EXACT_MAX:
         return vectors.search(vector, mask)[0]
+    return _ranking(index, vector).first(mask, SEMANTIC_TOP)
+
+
+def _ranking(index: FacetIndex, vector: np.ndarray) -> Ranking:
+    """The generation's whole-catalogue semantic ranking of ``vector`` (exact search only)."""
+    vectors = index.vectors
+    assert vectors is not None
     memo: dict[bytes, Ranking] = index.documents.setdefault("semantic", {})
     key = vector.tobytes()
     ranked = memo.get(key)
@@ -317,12 +327,13 @@ def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.nda
         if len(memo) >= SEMANTIC_MEMO_MAX:
             memo.clear()
         memo[key] = ranked
-    return ranked.first(mask, SEMANTIC_TOP)
+    return ranked
 
 
 # A word new to this generation costs a keyword query (a PostgreSQL round
-# trip) and, if new to this process, an encoding (onnxruntime): both release
-# the GIL, so the encoding runs in a thread while the query waits.
+# trip) and, if new to this process, an encoding (onnxruntime) and a semantic
+# scan (numpy): all three release the GIL, so the encoding and the scan run in
+# a thread while the query waits.
 _encoders: tuple[int, ThreadPoolExecutor] | None = None
 _encoders_lock = threading.Lock()
 
@@ -341,7 +352,16 @@ def _encode_ahead(index: FacetIndex, q: str) -> Future[Any] | None:
         if _encoders is None or _encoders[0] != os.getpid():  # threads do not survive a fork
             _encoders = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="query-encode"))
         pool = _encoders[1]
-    return pool.submit(query_vector, vectors, q)
+
+    def encode() -> np.ndarray | None:
+        from discovery.selectors import EXACT_MAX
+
+        vector = query_vector(vectors, q)
+        if vector is not None and len(vectors.ids) <= EXACT_MAX:
+            _ranking(index, vector)  # the scan too, while the keyword query still waits
+        return vector
+
+    return pool.submit(encode)
 
 
 def _visible_mask(index: FacetIndex, user: Any) -> np.ndarray:

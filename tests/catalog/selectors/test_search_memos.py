@@ -143,6 +143,11 @@ def test_a_new_word_is_encoded_beside_its_keyword_query(monkeypatch: pytest.Monk
     assert np.array_equal(ahead.result(), np.ones(DIM, dtype=np.float32))
     assert calls == [("Tumour scans", calls[0][1])]
     assert calls[0][1].startswith("query-encode")
+    # The thread also ranked the catalogue for the vector: the request's scan is a memo hit.
+    (ranking,) = index.documents["semantic"].values()
+    assert list(ranking.head) == list(
+        vectors.search(np.ones(DIM, dtype=np.float32), np.ones(50, dtype=bool), top=50)[0]
+    )
     # A word whose keyword answer is kept sends no query: nothing to overlap.
     index.documents["keyword"] = {"tumour scans": (np.zeros(0), np.zeros(0))}
     assert _encode_ahead(index, "tumour  SCANS") is None
