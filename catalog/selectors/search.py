@@ -302,7 +302,10 @@ def _keyword_order(index: FacetIndex, q: str, text: tuple[np.ndarray, np.ndarray
 # request's neighbours are the first SEMANTIC_TOP of them inside its mask,
 # the answer ``VectorIndex.search`` gives for that mask. Only while the
 # search is exact (≤ EXACT_MAX models); above, its shortlist depends on the mask.
-SEMANTIC_MEMO_MAX = 128
+# As many questions as the keyword memo keeps words: a ranking is its sorted
+# head (1,024 positions, discovery.selectors.RANK_HEAD) unless a mask needed
+# more, so 256 of them take ~1.5 MB per process (at most ~20 MB, all sorted).
+SEMANTIC_MEMO_MAX = KEYWORD_MEMO_MAX
 
 
 def _semantic(index: FacetIndex, vector: np.ndarray, mask: np.ndarray) -> np.ndarray:
