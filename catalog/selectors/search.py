@@ -243,8 +243,6 @@ def _hybrid(
     """Fused relevance and the hit mask: keyword matches (every term) plus the
     semantic neighbours of ``q`` among ``mask`` (cosine ≥ SEMANTIC_FLOOR, at
     most SEMANTIC_TOP of them)."""
-    from django.utils.text import slugify
-
     from discovery.selectors import query_vector
 
     n = len(index.ids)
@@ -262,17 +260,36 @@ def _hybrid(
             sem_pos = _semantic(index, vector, mask)
             hit[sem_pos] = True
             score[sem_pos] += 1.0 / (RRF_K + np.arange(1, len(sem_pos) + 1))
-    slug = slugify(q)
-    exact = index.slugs.get(slug) if slug else None
+    exact, named = _exact_matches(index, q)
     if exact is not None and mask[exact]:
         hit[exact] = True
         score[exact] += EXACT_BONUS
-    if index.name_hash is not None:
-        named = np.flatnonzero(index.name_hash == hash(name_key(q)))
-        named = named[mask[named]]
-        hit[named] = True
-        score[named] += EXACT_BONUS
+    named = named[mask[named]]
+    hit[named] = True
+    score[named] += EXACT_BONUS
     return score, hit
+
+
+def _exact_matches(index: FacetIndex, q: str) -> tuple[int | None, np.ndarray]:
+    """The model whose slug is ``slugify(q)`` and the models whose name is
+    ``q`` (case and spacing aside), for the whole catalogue; kept per
+    generation and question beside the keyword memo."""
+    from django.utils.text import slugify
+
+    memo: dict[str, tuple[int | None, np.ndarray]] = index.documents.setdefault("exact", {})
+    found = memo.get(q)
+    if found is None:
+        slug = slugify(q)
+        exact = index.slugs.get(slug) if slug else None
+        named = (
+            np.flatnonzero(index.name_hash == hash(name_key(q)))
+            if index.name_hash is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+        if len(memo) >= KEYWORD_MEMO_MAX:
+            memo.clear()
+        found = memo[q] = (exact, named)
+    return found
 
 
 def _keyword_order(index: FacetIndex, q: str, text: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -460,8 +477,8 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     if sort == "relevance" and text is not None:
         positions = np.flatnonzero(mask)
         ids = index.ids[positions]
-        precision = np.nan_to_num(index.precision[positions], nan=-1.0)  # unmeasured sorts last
-        ordered = ids[np.lexsort((-ids, -precision, -rank[positions]))]
+        # Best precision first, unmeasured last: -precision with nan as 1.0, kept per generation.
+        ordered = ids[np.lexsort((-ids, _negated_precision(index)[positions], -rank[positions]))]
     else:
         # The whole catalogue's order for this sort, kept per generation: the
         # matches keep their relative order (ids are unique, so no ties).
@@ -521,6 +538,15 @@ def _mask_facts(index: FacetIndex, mask: np.ndarray) -> MaskFacts:
         memo.clear()
     memo[key] = facts
     return facts
+
+
+def _negated_precision(index: FacetIndex) -> np.ndarray:
+    """``-nan_to_num(index.precision, nan=-1.0)`` for every model (kept per generation)."""
+    orders: dict[str, np.ndarray] = index.documents.setdefault("order", {})
+    negated = orders.get("-precision")
+    if negated is None:
+        negated = orders["-precision"] = -np.nan_to_num(index.precision, nan=-1.0)
+    return negated
 
 
 def _order(index: FacetIndex, sort: str) -> np.ndarray:
