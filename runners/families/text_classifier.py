@@ -18,9 +18,11 @@ save — and picks how to train from ``FitParams.recipe``:
   is better on the inner validation rows by a sign test (p < 0.05). Else,
   when the time budget allows (planned from the start, checked once an
   epoch is timed), the same recipe is trained again from the start on the
-  *whole* training part, inner validation rows included, for the number of
-  epochs the validation chose — the refit; otherwise the best epoch's weights
-  are kept. CPU threads are picked by timing (one beats two on a busy machine).
+  *whole* training part, inner validation rows included — the refit — for as
+  many epochs as its own schedule needs to do the learning the selection run
+  had done by the chosen epoch (``refit_epochs``); otherwise the best epoch's
+  weights are kept. CPU threads are picked by timing before every epoch (one
+  beats two on a busy machine).
 * ``"auto"``: the same, as a small search over 2–3 unfreezing recipes within
   the budget, picked by inner-validation macro F1; every trial is recorded.
 * ``"manual"``: the explicit hyperparameters, as before (head only with
