@@ -117,7 +117,18 @@ def _facets(result: SearchResult) -> dict[str, Any]:
 
 
 def _facets_json(result: SearchResult) -> bytes:
-    """``json_bytes(_facets(result))``, the trees joined from ready node bytes."""
+    """``json_bytes(_facets(result))``, the trees joined from ready node bytes
+    (kept with the counts of the result set: the same set, the same bytes)."""
+    facts = result.facts
+    if facts is not None and facts.facets_json is not None:
+        return facts.facets_json
+    content = _facets_json_made(result)
+    if facts is not None:
+        facts.facets_json = content
+    return content
+
+
+def _facets_json_made(result: SearchResult) -> bytes:
     trees = b"".join(b'"' + kind.encode() + b'":' + result.tree_json(kind) + b"," for kind in TAXONOMIES)
     rest = json_bytes(
         {

@@ -516,6 +516,7 @@ class MaskFacts:
     license_counts: list[tuple[str, int]]
     tag_counts: list[tuple[str, int]]
     trees: dict[str, np.ndarray]  # kind → ``FacetTree.counts`` of the set
+    facets_json: bytes | None = None  # the API's ``facets`` answer, made on first use
 
 
 def _mask_facts(index: FacetIndex, mask: np.ndarray) -> MaskFacts:

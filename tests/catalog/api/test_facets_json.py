@@ -60,6 +60,8 @@ def test_equal_result_sets_share_their_counts_until_a_write(catalogue: None, mak
     first = model_search(user=AnonymousUser(), params=SearchParams(modality="image"))
     again = model_search(user=AnonymousUser(), params=SearchParams(modality="image", sort="precision"))
     assert again.facts is first.facts
+    assert _facets_json(again) is _facets_json(first)  # made once for the set
+    assert _facets_json(again) == json_bytes(_facets(again))
     other = model_search(user=AnonymousUser(), params=SearchParams(modality="tabular"))
     assert other.facts is not first.facts
     assert _facets_json(other) == json_bytes(_facets(other))
