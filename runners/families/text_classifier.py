@@ -801,8 +801,9 @@ def _train_recipe(
     (on this machine, under its load), the plan shrinks to the epochs that fit
     before ``deadline``, so the decay still ends. With ``recipe.refit``, the
     plan also keeps time for the refit (``refit_share``: its rows per fit row)
-    — or, when fewer than ``min_epochs`` epochs would be left, gives the refit
-    up (``recipe.refit`` set to False). Returns the trial's record, the best
+    — or, when fewer than ``min_epochs`` epochs would be left, plans the
+    selection run alone (the refit is made afterwards only if the time left
+    then holds it). Returns the trial's record, the best
     fine-tuned epoch's weights (and ``"train_s"``, the seconds of one training
     pass over the fit rows) and which validation rows it gets right (None when
     no epoch ran), and the losses."""
@@ -860,10 +861,12 @@ def _train_recipe(
             if recipe.refit:
                 refit_epoch_s = REFIT_MARGIN * train_s * refit_share
                 with_refit = int((left + epoch_s) // max(epoch_s + refit_epoch_s, 1e-9))
+                # Too slow for both: the selection run is planned alone, and the refit is still made at the
+                # end if the time left holds it then (the first epoch may have met a passing load: the
+                # 23:16 benchmark run gave its refit up after a 50 s first epoch, then ran 6 s epochs and
+                # finished with half its budget unused).
                 if with_refit >= recipe.min_epochs:
                     fit = with_refit
-                else:
-                    recipe.refit = False
             trainer.planned_epochs = max(1, min(trainer.planned_epochs, fit))
         elif epoch < trainer.planned_epochs and now + epoch_s > deadline:
             # Slower than the first epoch (the machine's load changed): stop rather than overrun.

@@ -569,3 +569,36 @@ def test_the_cpu_threads_are_picked_again_before_every_epoch(
     assert trial["threads"] == [1, 2, 1]
     assert timed == [True, False, False, False, False]
     assert set(used) == {1, 2}
+
+
+def test_a_slow_first_epoch_does_not_give_up_the_refit_when_time_is_left_at_the_end(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first epoch meets a passing load (60 s of a 300 s budget): the
+    selection run is planned alone (4 epochs, no time kept for the refit); the
+    later epochs take 1 s, so at the end the time left holds the refit — made."""
+    import time as real_time
+    import types
+
+    texts, labels = data
+    recipe = tc.Recipe("r", 2, 8, encoder_learning_rate=1e-3, min_epochs=2, patience=10, refit=True)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    clock = [1000.0]
+    monkeypatch.setattr(tc, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], sleep=real_time.sleep))
+    calls: list[int] = []
+    real_epoch = tc._Trainer.epoch
+
+    def timed_epoch(self: Any, *a: Any, **k: Any) -> tuple[int, bool]:
+        out = real_epoch(self, *a, **k)
+        clock[0] += 60.0 if not calls else 1.0
+        calls.append(len(calls))
+        return out
+
+    monkeypatch.setattr(tc._Trainer, "epoch", timed_epoch)
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "s", tc.FitParams.from_dict({"seed": 2}), device="cpu")
+    [trial] = result.trials
+    assert trial["epochs_planned"] == 4  # 1 + (about 235 s left) // 60 s, no refit epochs kept in the plan
+    assert trial["epochs_run"] == 4
+    assert trial["hyperparameters"]["refit"] is True
+    assert trial["hyperparameters"]["refit_rows"] == result.train_rows
+    assert len(calls) == 4 + trial["hyperparameters"]["refit_epochs"]
