@@ -393,6 +393,21 @@ class JobTrialSerializer(serializers.Serializer):  # type: ignore[type-arg]
         help_text="When epoch 0 was kept (`baseline_check.baseline_kept`): the fine-tuned epoch it beat "
         "(`best_epoch` is then 0); else null.",
     )
+    rate_epochs = serializers.FloatField(
+        allow_null=True,
+        help_text="The learning done by the chosen epoch, in epochs at the peak learning rate; the refit "
+        "(`hyperparameters.refit_epochs`) is as long as its own schedule needs to match it (null for older jobs).",
+    )
+    threads = serializers.ListField(
+        child=serializers.IntegerField(),
+        allow_null=True,
+        help_text="CPU threads of each epoch, timed again before it (0 on a GPU; null for older jobs).",
+    )
+    refit_threads = serializers.ListField(
+        child=serializers.IntegerField(),
+        allow_null=True,
+        help_text="CPU threads of each refit epoch (empty without a refit; null for older jobs and other trials).",
+    )
 
 
 class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
