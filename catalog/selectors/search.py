@@ -432,8 +432,7 @@ def model_search(*, user: Any, params: SearchParams) -> SearchResult:
     if index.active is not None:
         mask &= index.active  # deprecated and archived models leave search results
     selected: dict[str, str] = {}
-    columns = {"modality": index.modality, "result": index.result, "domain": index.domain}
-    for kind, column in columns.items():
+    for kind, column in _tree_columns(index).items():
         path = getattr(p, kind).strip("/")
         if path:
             # The node and its subtree, from the tree rows loaded with the
