@@ -107,6 +107,44 @@ def test_outlier_channels_run_in_fp32_and_the_int8_error_collapses(tmp_path: Pat
     assert C.prepare_int8(tmp_path / "g.onnx", tmp_path / "calm.onnx", calm, outlier_channels=2)["decomposed"] == []
 
 
+def test_the_unshared_scope_splits_only_activations_the_projections_alone_read(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    # x feeds a projection and the residual (an Add), like a layer-norm output;
+    # z only a projection, like a GELU output. Both have an outlier channel.
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W_a"], ["y_a"], name="a"),
+            helper.make_node("MatMul", ["z", "W_b"], ["y_b"], name="b"),
+            helper.make_node("Add", ["y_a", "x"], ["r"], name="residual"),
+            helper.make_node("Sum", ["r", "y_b"], ["y"], name="sum"),
+        ],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "s", HIDDEN]) for n in ("x", "z")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(rng.normal(size=(HIDDEN, HIDDEN)).astype(np.float32), w) for w in ("W_a", "W_b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "g.onnx"))
+    feeds = [{"x": x, "z": z} for x, z in zip(_activations(rng, 50.0), _activations(rng, 50.0), strict=True)]
+    reference = _run(tmp_path / "g.onnx", feeds)
+
+    everywhere = C.prepare_int8(tmp_path / "g.onnx", tmp_path / "all.onnx", feeds, smoothing=0.75, outlier_channels=2)
+    assert sorted(everywhere["decomposed"]) == ["x", "z"]
+    done = C.prepare_int8(
+        tmp_path / "g.onnx", tmp_path / "u.onnx", feeds, smoothing=0.75, outlier_channels=2, outlier_scope="unshared"
+    )
+    assert done["decomposed"] == ["z"]
+    assert done["smoothed"] == ["x"]
+    assert done["fp32_nodes"] == ["b/OutlierMatMul"]
+    assert _relative_error(reference, _run(tmp_path / "u.onnx", feeds)) < 1e-5  # the same function
+    with pytest.raises(ValueError, match="outlier_scope"):
+        C.prepare_int8(tmp_path / "g.onnx", tmp_path / "x.onnx", feeds, outlier_channels=2, outlier_scope="some")
+
+
 def test_the_plan_search_stops_at_the_first_plan_that_passes(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     _matmul_graph(tmp_path / "g.onnx", {"calm": rng.normal(size=(HIDDEN, 32)), "spiky": rng.normal(size=(HIDDEN, 32))})
