@@ -602,3 +602,73 @@ def test_a_slow_first_epoch_does_not_give_up_the_refit_when_time_is_left_at_the_
     assert trial["hyperparameters"]["refit"] is True
     assert trial["hyperparameters"]["refit_rows"] == result.train_rows
     assert len(calls) == 4 + trial["hyperparameters"]["refit_epochs"]
+
+
+def test_interpolate_mixes_the_weights_with_the_start_and_keeps_integer_buffers() -> None:
+    import torch
+
+    module = torch.nn.Linear(3, 2)
+    module.register_buffer("ids", torch.arange(4))
+    start = {k: torch.zeros_like(v) if v.is_floating_point() else v + 7 for k, v in module.state_dict().items()}
+    tuned = copy.deepcopy(module.state_dict())
+    tc.interpolate(module, start, 1.0)  # 1.0: the fine-tuned weights as they are
+    assert all(torch.equal(v, tuned[k]) for k, v in module.state_dict().items())
+    tc.interpolate(module, start, 0.6)
+    assert torch.allclose(module.weight, 0.6 * tuned["weight"])
+    assert torch.allclose(module.bias, 0.6 * tuned["bias"])
+    assert torch.equal(module.ids, torch.arange(4))
+    back = {k: v.clone() for k, v in module.state_dict().items()}
+    tc.interpolate(module, tuned, 0.0)  # 0.0: the start itself
+    assert torch.allclose(module.weight, tuned["weight"])
+    assert not torch.allclose(back["weight"], tuned["weight"])
+
+
+def test_the_default_recipe_serves_the_refit_interpolated_with_its_start(
+    tiny_bert_dir: Path, tmp_path: Path, data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WiSE-FT: the model saved is 0.6 x the refit's weights + 0.4 x those it
+    started from (the base encoder, the baseline's head); the trial records
+    the weight."""
+    import torch
+    from safetensors.torch import load_file
+
+    texts, labels = data
+    [planned] = tc.plan_recipes("default", 800, 8, 10.0, 6, 0.002, 300, refit_rows=940)
+    assert planned.interpolation == tc.DEFAULT_RECIPE["interpolation"] == 0.6
+    recipe = tc.Recipe("r", 2, 2, encoder_learning_rate=1e-3, min_epochs=1, refit=True, interpolation=0.6)
+    monkeypatch.setattr(tc, "plan_recipes", lambda *a, **k: [copy.deepcopy(recipe)])
+    monkeypatch.setattr(tc, "_validate", lambda run, f, pos: (0.5, np.ones(len(pos), dtype=bool)))
+    starts: list[dict[str, Any]] = []
+    ends: list[dict[str, Any]] = []
+    real_epoch = tc._Trainer.epoch
+
+    def spy_epoch(self: Any, rows: np.ndarray, epoch: int, *a: Any) -> tuple[int, bool]:
+        state = {**{f"e.{k}": v.clone() for k, v in self.run.encoder.state_dict().items()}}
+        state |= {f"h.{k}": v.clone() for k, v in self.run.head.state_dict().items()}
+        if epoch == 0:
+            starts.append(state)
+        out = real_epoch(self, rows, epoch, *a)
+        ends.append({f"e.{k}": v.clone() for k, v in self.run.encoder.state_dict().items()})
+        ends[-1] |= {f"h.{k}": v.clone() for k, v in self.run.head.state_dict().items()}
+        return out
+
+    monkeypatch.setattr(tc._Trainer, "epoch", spy_epoch)
+    result = tc.fit(tiny_bert_dir, texts, labels, tmp_path / "w", tc.FitParams.from_dict({"seed": 3}))
+    [trial] = result.trials
+    assert trial["hyperparameters"]["refit_rows"] == result.train_rows
+    assert trial["hyperparameters"]["interpolation"] == 0.6
+    assert len(starts) == 2  # the selection run, then the refit
+    start, end = starts[1], ends[-1]
+    _, encoder, head, _ = tc.load(tmp_path / "w")
+    saved = {f"e.{k}": v for k, v in encoder.state_dict().items()}
+    saved |= {f"h.{k}": v for k, v in load_file(str(tmp_path / "w" / tc.HEAD_FILE)).items()}
+    moved = 0
+    for k, v in saved.items():
+        if not v.is_floating_point():
+            continue
+        assert torch.allclose(v, 0.4 * start[k] + 0.6 * end[k], atol=1e-6), k
+        moved += int(not torch.allclose(end[k], start[k]))
+    assert moved >= 2  # the head and the unfrozen layers trained, so the mix is neither end
+    # The base encoder is the refit's start.
+    _, base = tc.load_encoder(tiny_bert_dir)
+    assert all(torch.equal(v, start[f"e.{k}"]) for k, v in base.state_dict().items())
