@@ -196,7 +196,8 @@ def default_vs_baseline(seeds: list[int], per_class: int, budget: float, recipe:
                 + (
                     f", refit on {t['hyperparameters']['refit_rows']} rows for "
                     f"{t['hyperparameters'].get('refit_epochs') or t['best_epoch']} epochs"
-                    f" (threads {t.get('refit_threads')})"
+                    f" (threads {t.get('refit_threads')}), served interpolated"
+                    f" {t['hyperparameters'].get('interpolation', 1.0):g} x refit + the rest x its start"
                     if t["hyperparameters"].get("refit_rows")
                     else ""
                 )
