@@ -339,6 +339,31 @@ def test_choose_threads_pairs_the_counts_within_a_round(monkeypatch: pytest.Monk
     assert chosen["intra_op_num_threads"] == 2
 
 
+@pytest.mark.parametrize(("slower", "threads"), [(1.07, 2), (1.3, 1)])
+def test_choose_threads_drops_to_one_thread_only_when_it_wins_clearly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slower: float, threads: int
+) -> None:
+    """Two threads 7% slower (run 6's seed 0, measured under a passing load)
+    stay; 30% slower (past ``THREADS_ONE_WINS_BY``) give way to one."""
+    clock = {"now": 0.0}
+
+    class Timed:
+        def __init__(self, count: int) -> None:
+            self.count = count
+
+        def run(self, *args: Any) -> None:
+            clock["now"] += 0.001 * (slower if self.count == 2 else 1.0)
+
+    monkeypatch.setattr(
+        C, "_session", lambda path, options=None, **_: Timed(int((options or {})["intra_op_num_threads"]))
+    )
+    monkeypatch.setattr(C.time, "perf_counter", lambda: clock["now"])
+    options = {**C.session_options(), "intra_op_num_threads": 2}
+    chosen = C.choose_threads(tmp_path / "g.onnx", {"b1": [{}], "b32": [{}]}, options, rounds=3)
+    assert chosen["threads_measured"]["ratio"] == {"b1": pytest.approx(slower), "b32": pytest.approx(slower)}
+    assert chosen["intra_op_num_threads"] == threads
+
+
 def test_latencies_of_several_models_are_measured_on_the_same_inputs_interleaved(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     _matmul_graph(tmp_path / "a.onnx", {"a": rng.normal(size=(HIDDEN, 32))})
