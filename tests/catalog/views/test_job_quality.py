@@ -84,6 +84,10 @@ def test_a_default_fine_tune_shows_the_baseline_comparison_and_its_trial(
             trial["hyperparameters"].get("refit_epochs") or trial["best_epoch"],
         )
         assert f"refit on {n} training rows for {e} epoch" in trials
+        # The default recipe serves the refit interpolated with its start (WiSE-FT): the page says so.
+        weight = trial["hyperparameters"]["interpolation"]
+        assert 0 < weight < 1
+        assert f"served interpolated with the weights it started from (weight {weight} on the refit" in trials
     else:
         assert "selection run" in trials
     assert "style=" not in trials
