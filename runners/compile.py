@@ -587,12 +587,12 @@ class InheritedPlan:
         if "plan" not in q:
             return None
         smoothing = (q.get("smoothing") or {}).get("alpha")
-        outliers = int((q.get("outlier_channels") or {}).get("k", 0))
+        split = q.get("outlier_channels") or {}
         plan = QuantPlan(
             str(q["plan"]),
             smoothing=smoothing,
-            outlier_channels=outliers,
-            outlier_scope=str((q.get("outlier_channels") or {}).get("scope", "all")),
+            outlier_channels=int(split.get("k", 0)),
+            outlier_scope=str(split.get("scope", "all")),
             embeddings=q.get("embeddings") != "fp32",
         )
         source = {

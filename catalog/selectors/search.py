@@ -556,7 +556,7 @@ def _order(index: FacetIndex, sort: str) -> np.ndarray:
     order = orders.get(sort)
     if order is None:
         if sort == "precision":
-            order = np.lexsort((-index.ids, -np.nan_to_num(index.precision, nan=-1.0)))
+            order = np.lexsort((-index.ids, _negated_precision(index)))
         else:
             order = np.lexsort((-index.ids, -index.created))
         orders[sort] = order
